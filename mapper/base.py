@@ -1,0 +1,176 @@
+"""The Mapper base class: what users subclass to write a batch job."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from google.cloud import datastore, ndb
+from google.cloud.datastore import helpers
+from google.cloud.ndb import model as ndb_model
+from google.cloud.ndb import query as ndb_query
+
+from mapper.errors import InvalidJobError
+from mapper.store import Entity, Key
+
+if TYPE_CHECKING:
+    from mapper.jobs import Job
+    from mapper.runtime import Runtime
+
+
+class Mapper:
+    """Subclass, set KIND (and FILTERS), override map(); then ``run()``.
+
+    ``map`` returns ``(to_put, to_delete)``; the framework writes them in
+    bounded batches after each batch of entities, then checkpoints.
+    """
+
+    #: An ndb.Model subclass, or a kind name (str) for raw datastore.Entity values.
+    KIND: ClassVar[type[ndb.Model] | str | None] = None
+    #: Equality pairs ``(property, value)`` or ndb filter nodes.
+    FILTERS: ClassVar[Sequence[Any]] = ()
+
+    def __init__(self, **params: Any):
+        try:
+            json.dumps(params, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InvalidJobError(f"mapper params must be JSON-serialisable: {e}") from e
+        self.params = params
+        self._counts: dict[str, int] = {}
+        #: Set by the framework while running: the job's id and the shard index.
+        self.job_id: str | None = None
+        self.shard: int | None = None
+
+    # -- hooks for subclasses ---------------------------------------------------
+
+    def map(self, entity: Any) -> tuple[Iterable[Any], Iterable[Any]]:
+        """Process one entity; return ``(entities_to_put, keys_to_delete)``."""
+        return (), ()
+
+    def finish(self) -> None:
+        """Runs once, after every shard has finished."""
+
+    # -- helpers for subclasses -------------------------------------------------
+
+    def count(self, name: str, value: int = 1) -> None:
+        """Add to a custom counter, committed with the batch's checkpoint."""
+        self._counts[name] = self._counts.get(name, 0) + value
+
+    def run(
+        self,
+        *,
+        shards: int = 1,
+        batch_size: int = 100,
+        namespace: str = "",
+        exactly_once: bool = False,
+        job_id: str | None = None,
+        runtime: Runtime | None = None,
+        wait: bool | None = None,
+    ) -> Job:
+        """Start this mapper as a job and return its handle.
+
+        Without ``runtime`` one is built from the environment. With the local
+        (in-process) dispatcher ``wait`` defaults to True: the slices run here.
+        """
+        from mapper.jobs import start_job
+        from mapper.loading import class_spec
+        from mapper.messages import JobSpec
+        from mapper.runtime import runtime_from_env
+
+        spec = JobSpec(
+            mapper=class_spec(type(self)),
+            params=self.params,
+            shards=shards,
+            batch_size=batch_size,
+            namespace=namespace,
+            exactly_once=exactly_once,
+            id=job_id,
+        ).validate()
+        owned = runtime is None
+        rt = runtime or runtime_from_env()
+        try:
+            job = start_job(rt, spec)
+            if wait if wait is not None else rt.dispatcher.in_process:
+                job.wait()
+        finally:
+            if owned:
+                rt.close()
+        return job
+
+    # -- used by the framework --------------------------------------------------
+
+    @classmethod
+    def check_class(cls) -> None:
+        """Raise InvalidJobError if the class cannot run (no or bad KIND)."""
+        kind = cls.KIND
+        if isinstance(kind, str):
+            if not kind or kind.startswith("__"):
+                raise InvalidJobError(f"{cls.__name__}.KIND {kind!r} is not a user kind")
+        elif not (isinstance(kind, type) and issubclass(kind, ndb.Model)):
+            raise InvalidJobError(
+                f"{cls.__name__}.KIND must be an ndb.Model subclass or a kind name, got {kind!r}"
+            )
+
+    @classmethod
+    def kind_name(cls) -> str:
+        kind = cls.KIND
+        if isinstance(kind, str):
+            return kind
+        if kind is None:
+            raise InvalidJobError(f"{cls.__name__}.KIND is not set")
+        return kind._get_kind()
+
+    def filter_pbs(self) -> list[Any]:
+        """FILTERS as raw Datastore filter protobufs."""
+        result = []
+        for item in self.FILTERS:
+            if isinstance(item, ndb_query.Node):
+                node = item
+            elif isinstance(item, tuple) and len(item) == 2:
+                prop, value = item
+                if isinstance(prop, ndb.Property):
+                    node = prop == value
+                elif isinstance(prop, str):
+                    node = ndb_query.FilterNode(prop, "=", value)
+                else:
+                    raise InvalidJobError(f"filter property must be a Property or name: {prop!r}")
+            else:
+                raise InvalidJobError(f"FILTERS items are (property, value) pairs: {item!r}")
+            result.append(_raw(node._to_filter()))
+        return result
+
+    def decode(self, pb: Any) -> Any:
+        """Raw entity protobuf -> what ``map`` receives."""
+        if isinstance(self.KIND, str):
+            return helpers.entity_from_protobuf(pb)
+        return ndb_model._entity_from_protobuf(pb)
+
+    def encode(self, entity: Any) -> Any:
+        """What ``map`` returned to put -> raw entity protobuf."""
+        if isinstance(entity, Entity):
+            return entity
+        if isinstance(entity, ndb.Model):
+            entity._pre_put_hook()
+            entity._prepare_for_put()
+            return _raw(ndb_model._entity_to_protobuf(entity))
+        if isinstance(entity, datastore.Entity):
+            return _raw(helpers.entity_to_protobuf(entity))
+        raise InvalidJobError(f"map() returned a non-entity to put: {entity!r}")
+
+    def encode_key(self, key: Any) -> Any:
+        """What ``map`` returned to delete -> raw key protobuf."""
+        if isinstance(key, Key):
+            return key
+        if isinstance(key, ndb.Key):
+            return _raw(key._key.to_protobuf())
+        if isinstance(key, datastore.Key):
+            return _raw(key.to_protobuf())
+        if isinstance(key, (ndb.Model, datastore.Entity)) and key.key is not None:
+            return self.encode_key(key.key)
+        raise InvalidJobError(f"map() returned a non-key to delete: {key!r}")
+
+
+def _raw(message: Any) -> Any:
+    """The upb message inside a proto-plus wrapper (or the message itself)."""
+    return getattr(message, "_pb", message)

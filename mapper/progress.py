@@ -1,0 +1,44 @@
+"""Progress display for long jobs on a terminal (or periodic lines in a log)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+
+class Progress:
+    """Renders job status dicts as a bar (tty) or a line every few seconds."""
+
+    def __init__(self, total: int | None, stream: TextIO | None = None, every: float = 2.0):
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.every = every
+        self.started = time.monotonic()
+        self._last_print = 0.0
+
+    def __call__(self, status: dict[str, Any]) -> None:
+        now = time.monotonic()
+        final = status["status"] in ("succeeded", "failed", "aborted")
+        if not self.tty and not final and now - self._last_print < self.every:
+            return
+        self._last_print = now
+        line = self.render(status, now - self.started)
+        if self.tty:
+            self.stream.write("\r\033[K" + line + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def render(self, status: dict[str, Any], elapsed: float) -> str:
+        done = status["counters"].get("processed", 0)
+        rate = done / elapsed if elapsed > 0 else 0.0
+        shards = f"shards {status['shards_done']}/{len(status['shards'])} done"
+        if self.total:
+            frac = min(1.0, done / self.total)
+            bar = "#" * int(frac * 30) + "-" * (30 - int(frac * 30))
+            count = f"[{bar}] {done}/{self.total} ({frac:.0%})"
+        else:
+            count = f"{done} processed"
+        return f"{count}  {rate:,.0f}/s  {shards}  {status['status']}"

@@ -1,0 +1,127 @@
+"""Settings: read once from the environment, validated, then passed explicitly."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+
+from mapper.errors import ConfigurationError
+
+_QUEUE_RE = re.compile(r"^projects/([^/]+)/locations/([^/]+)/queues/([A-Za-z0-9-]+)$")
+_HOSTPORT_RE = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d+$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything mapper needs to know about where it runs.
+
+    Build it with :meth:`from_env` (or directly in tests) and pass it down;
+    nothing in mapper reads the environment on its own.
+    """
+
+    project: str
+    database: str = ""
+    emulator_host: str | None = None
+    #: Namespace holding mapper's own records (_MapperJob, _MapperShard).
+    state_namespace: str = ""
+    #: ``projects/P/locations/L/queues/Q``; None selects the local dispatcher.
+    queue: str | None = None
+    tasks_emulator_host: str | None = None
+    #: App Engine targets: service/version to route slices to.
+    task_service: str | None = None
+    task_version: str | None = None
+    #: HTTP targets: base URL of the app, and the OIDC identity tasks carry.
+    task_url: str | None = None
+    task_service_account: str | None = None
+    task_audience: str | None = None
+    #: Admin API: "iap", "oidc" or "off" (local development only).
+    auth: str = "oidc"
+    admin_emails: tuple[str, ...] = ()
+    iap_audience: str | None = None
+    on_app_engine: bool = False
+    #: Time box of one slice, in seconds.
+    slice_seconds: float = 540.0
+    #: A lease outlives its last renewal by this long (renewed at every batch).
+    lease_seconds: float = 120.0
+    #: Attempts of one slice before the job is FAILED.
+    max_attempts: int = 5
+    #: Concurrent shard workers of the local dispatcher.
+    local_workers: int = 8
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read settings from ``env`` (default ``os.environ``) and validate them."""
+        env = os.environ if env is None else env
+        project = env.get("GOOGLE_CLOUD_PROJECT") or env.get("DATASTORE_PROJECT_ID") or ""
+        values: dict[str, object] = dict(
+            project=project,
+            database=env.get("MAPPER_DATABASE", ""),
+            emulator_host=env.get("DATASTORE_EMULATOR_HOST") or None,
+            state_namespace=env.get("MAPPER_STATE_NAMESPACE", ""),
+            queue=env.get("MAPPER_QUEUE") or None,
+            tasks_emulator_host=env.get("CLOUD_TASKS_EMULATOR_HOST") or None,
+            task_service=env.get("MAPPER_TASK_SERVICE") or None,
+            task_version=env.get("MAPPER_TASK_VERSION") or None,
+            task_url=env.get("MAPPER_TASK_URL") or None,
+            task_service_account=env.get("MAPPER_TASK_SERVICE_ACCOUNT") or None,
+            task_audience=env.get("MAPPER_TASK_AUDIENCE") or None,
+            auth=env.get("MAPPER_AUTH", "oidc"),
+            admin_emails=tuple(
+                e.strip() for e in env.get("MAPPER_ADMIN_EMAILS", "").split(",") if e.strip()
+            ),
+            iap_audience=env.get("MAPPER_IAP_AUDIENCE") or None,
+            on_app_engine=bool(env.get("GAE_ENV", "").startswith("standard")),
+            slice_seconds=_number(env, "MAPPER_SLICE_SECONDS", 540.0),
+            lease_seconds=_number(env, "MAPPER_LEASE_SECONDS", 120.0),
+            max_attempts=int(_number(env, "MAPPER_MAX_ATTEMPTS", 5)),
+            local_workers=int(_number(env, "MAPPER_LOCAL_WORKERS", 8)),
+        )
+        values.update(overrides)
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise ConfigurationError naming the first bad setting."""
+        if not self.project:
+            raise ConfigurationError(
+                "GOOGLE_CLOUD_PROJECT is not set: name the project (any id works "
+                "against the emulator, e.g. GOOGLE_CLOUD_PROJECT=demo)"
+            )
+        if self.emulator_host is not None and not _HOSTPORT_RE.match(self.emulator_host):
+            raise ConfigurationError(
+                f"DATASTORE_EMULATOR_HOST must be HOST:PORT, got {self.emulator_host!r}"
+            )
+        if self.queue is not None and not _QUEUE_RE.match(self.queue):
+            raise ConfigurationError(
+                "MAPPER_QUEUE must look like projects/P/locations/L/queues/Q, "
+                f"got {self.queue!r}"
+            )
+        if self.auth not in ("iap", "oidc", "off"):
+            raise ConfigurationError(f"MAPPER_AUTH must be iap, oidc or off, got {self.auth!r}")
+        if self.auth == "off" and self.on_app_engine:
+            raise ConfigurationError("MAPPER_AUTH=off is refused on App Engine")
+        if self.slice_seconds <= 0 or self.lease_seconds <= 0 or self.max_attempts < 1:
+            raise ConfigurationError(
+                "MAPPER_SLICE_SECONDS and MAPPER_LEASE_SECONDS must be > 0 and "
+                f"MAPPER_MAX_ATTEMPTS >= 1, got {self.slice_seconds!r}, "
+                f"{self.lease_seconds!r}, {self.max_attempts!r}"
+            )
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with ``changes`` applied and validated."""
+        settings = dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as e:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from e

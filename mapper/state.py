@@ -1,0 +1,138 @@
+"""Durable state: the job and shard records, read and written by key only."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from typing import Any
+
+from google.cloud import ndb
+
+
+class JobStatus(str, enum.Enum):
+    """Where a job is in its life; stored as the string value."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINALIZING = "finalizing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ABORTED = "aborted"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.ABORTED)
+
+
+class ShardStatus(str, enum.Enum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    DONE = "done"
+    FAILED = "failed"
+    ABORTED = "aborted"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (ShardStatus.DONE, ShardStatus.FAILED, ShardStatus.ABORTED)
+
+
+COUNTERS = ("processed", "put", "deleted")
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+class _MapperJob(ndb.Model):
+    """One job. Key name: the job id."""
+
+    status = ndb.StringProperty(default=JobStatus.STARTING.value)
+    mapper = ndb.TextProperty()
+    params = ndb.JsonProperty(default={})
+    namespace = ndb.TextProperty(default="")
+    batch_size = ndb.IntegerProperty(indexed=False, default=100)
+    exactly_once = ndb.BooleanProperty(indexed=False, default=False)
+    shards_requested = ndb.IntegerProperty(indexed=False, default=1)
+    #: Shard ranges as [[start_key_bytes_hex | None, end_key_bytes_hex | None], ...].
+    ranges = ndb.JsonProperty(default=[])
+    split = ndb.TextProperty(default="")
+    generation = ndb.IntegerProperty(indexed=False, default=0)
+    error = ndb.TextProperty()
+    failed_key = ndb.TextProperty()
+    failed_shard = ndb.IntegerProperty(indexed=False)
+    totals = ndb.JsonProperty(default={})
+    finalize_lease_until = ndb.DateTimeProperty(indexed=False)
+    created = ndb.DateTimeProperty()
+    updated = ndb.DateTimeProperty(indexed=False)
+    finished = ndb.DateTimeProperty(indexed=False)
+
+    @property
+    def job_status(self) -> JobStatus:
+        return JobStatus(self.status)
+
+    @property
+    def job_id(self) -> str:
+        return str(self.key.id())
+
+
+class _MapperShard(ndb.Model):
+    """One shard of a job. Key name: ``{job_id}-{index}``."""
+
+    job_id = ndb.TextProperty()
+    index = ndb.IntegerProperty(indexed=False)
+    status = ndb.TextProperty(default=ShardStatus.RUNNING.value)
+    start_key = ndb.BlobProperty()
+    end_key = ndb.BlobProperty()
+    checkpoint = ndb.BlobProperty()
+    slice = ndb.IntegerProperty(indexed=False, default=0)
+    generation = ndb.IntegerProperty(indexed=False, default=0)
+    lease_token = ndb.TextProperty()
+    lease_until = ndb.DateTimeProperty(indexed=False)
+    processed = ndb.IntegerProperty(indexed=False, default=0)
+    put = ndb.IntegerProperty(indexed=False, default=0)
+    deleted = ndb.IntegerProperty(indexed=False, default=0)
+    counters = ndb.JsonProperty(default={})
+    batches = ndb.IntegerProperty(indexed=False, default=0)
+    attempts = ndb.IntegerProperty(indexed=False, default=0)
+    last_error = ndb.TextProperty()
+    failed_key = ndb.TextProperty()
+    updated = ndb.DateTimeProperty(indexed=False)
+
+    @property
+    def shard_status(self) -> ShardStatus:
+        return ShardStatus(self.status)
+
+    def add_counts(self, counts: dict[str, int]) -> None:
+        """Add one batch's counts (committed together with its checkpoint)."""
+        custom = dict(self.counters or {})
+        for name, value in counts.items():
+            if name in COUNTERS:
+                setattr(self, name, (getattr(self, name) or 0) + value)
+            else:
+                custom[name] = custom.get(name, 0) + value
+        self.counters = custom
+
+    def totals(self) -> dict[str, int]:
+        return {**{n: getattr(self, n) or 0 for n in COUNTERS}, **(self.counters or {})}
+
+
+def job_key(job_id: str, namespace: str) -> ndb.Key:
+    return ndb.Key(_MapperJob, job_id, namespace=namespace)
+
+
+def shard_key(job_id: str, index: int, namespace: str) -> ndb.Key:
+    return ndb.Key(_MapperShard, f"{job_id}-{index}", namespace=namespace)
+
+
+def sum_totals(shards: list[Any]) -> dict[str, int]:
+    totals: dict[str, int] = {n: 0 for n in COUNTERS}
+    for shard in shards:
+        if shard is None:
+            continue
+        for name, value in shard.totals().items():
+            totals[name] = totals.get(name, 0) + value
+    return totals
+
+
+INTERNAL_KINDS = frozenset({"_MapperJob", "_MapperShard"})

@@ -1,0 +1,65 @@
+"""Mappers and models the tests run (importable as ``tests.mappers:Class``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.cloud import ndb
+
+from mapper import Mapper
+
+
+class Person(ndb.Model):
+    name = ndb.StringProperty()
+    active = ndb.BooleanProperty(default=True)
+    touched = ndb.IntegerProperty(default=0)
+    blob = ndb.BlobProperty()
+
+
+class TouchPeople(Mapper):
+    """Adds one to ``touched``: a replayed batch shows up as a 2."""
+
+    KIND = Person
+
+    def map(self, entity: Person) -> tuple[list[Any], list[Any]]:
+        entity.touched = (entity.touched or 0) + 1
+        return [entity], []
+
+
+class TouchActive(TouchPeople):
+    FILTERS = [(Person.active, True)]
+
+
+class DeleteInactive(Mapper):
+    KIND = Person
+    FILTERS = [(Person.active, False)]
+
+    def map(self, entity: Person) -> tuple[list[Any], list[Any]]:
+        return [], [entity.key]
+
+
+class CountRaw(Mapper):
+    """Raw-kind mapper: counts entities per ``name`` initial via a custom counter."""
+
+    KIND = "Person"
+
+    def map(self, entity: Any) -> None:
+        self.count("raw_seen")
+        return None
+
+
+class Poison(TouchPeople):
+    """Fails on the entity named in params['poison']."""
+
+    def map(self, entity: Person) -> tuple[list[Any], list[Any]]:
+        if entity.name == self.params["poison"]:
+            raise ValueError(f"cannot map {entity.name}")
+        return super().map(entity)
+
+
+FINISHED: list[str] = []
+
+
+class RecordsFinish(TouchPeople):
+    def finish(self) -> None:
+        FINISHED.append(self.job_id or "")
