@@ -12,7 +12,7 @@ from google.cloud.ndb import model as ndb_model
 from google.cloud.ndb import query as ndb_query
 
 from mapper.errors import InvalidJobError
-from mapper.store import Entity, Key
+from mapper.store import CompositeFilter, Entity, Filter, Key
 
 if TYPE_CHECKING:
     from mapper.jobs import Job
@@ -137,7 +137,7 @@ class Mapper:
                     raise InvalidJobError(f"filter property must be a Property or name: {prop!r}")
             else:
                 raise InvalidJobError(f"FILTERS items are (property, value) pairs: {item!r}")
-            result.append(_raw(node._to_filter()))
+            result.append(_as_filter(_raw(node._to_filter())))
         return result
 
     def decode(self, pb: Any) -> Any:
@@ -169,6 +169,15 @@ class Mapper:
         if isinstance(key, (ndb.Model, datastore.Entity)) and key.key is not None:
             return self.encode_key(key.key)
         raise InvalidJobError(f"map() returned a non-key to delete: {key!r}")
+
+
+def _as_filter(message: Any) -> Any:
+    """Wrap a PropertyFilter or CompositeFilter in a Filter."""
+    if isinstance(message, Filter):
+        return message
+    if isinstance(message, CompositeFilter):
+        return Filter(composite_filter=message)
+    return Filter(property_filter=message)
 
 
 def _raw(message: Any) -> Any:

@@ -25,7 +25,9 @@ class FaultPlan:
         self._lock = threading.Lock()
         self.hits: dict[str, int] = {}
 
-    def crash_at(self, point: str, times: int = 1, when: Callable[[dict[str, Any]], bool] | None = None) -> FaultPlan:
+    def crash_at(
+        self, point: str, times: int = 1, when: Callable[[dict[str, Any]], bool] | None = None
+    ) -> FaultPlan:
         """Simulate the process dying at ``point`` (the next ``times`` matches)."""
         return self.raise_at(point, lambda: SimulatedCrash(point), times, when)
 

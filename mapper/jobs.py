@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 
 def new_job_id() -> str:
-    return f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+    return f"{datetime.datetime.now(datetime.UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 def start_job(rt: Runtime, spec: JobSpec) -> Job:
@@ -163,7 +163,9 @@ def finalize(rt: Runtime, task: FinalizeTask) -> None:
 
 
 def abort_job(rt: Runtime, job_id: str) -> dict[str, Any]:
-    return _set_status(rt, job_id, JobStatus.ABORTED, {JobStatus.STARTING, JobStatus.RUNNING, JobStatus.PAUSED})
+    return _set_status(
+        rt, job_id, JobStatus.ABORTED, {JobStatus.STARTING, JobStatus.RUNNING, JobStatus.PAUSED}
+    )
 
 
 def pause_job(rt: Runtime, job_id: str) -> dict[str, Any]:
@@ -177,7 +179,11 @@ def resume_job(rt: Runtime, job_id: str) -> dict[str, Any]:
     with rt.context():
         # From RUNNING too: re-drives a job whose in-process worker died.
         _set_status(
-            rt, job_id, JobStatus.RUNNING, {JobStatus.PAUSED, JobStatus.RUNNING}, bump_generation=True
+            rt,
+            job_id,
+            JobStatus.RUNNING,
+            {JobStatus.PAUSED, JobStatus.RUNNING},
+            bump_generation=True,
         )
         job = txns.get(rt, job_key(job_id, ns))[0]
         for index in range(len(job.ranges)):
@@ -206,10 +212,9 @@ def _set_status(
     bump_generation: bool = False,
 ) -> dict[str, Any]:
     check_job_id(job_id)
-    key = job_key(job_id, rt.settings.state_namespace)
 
     def fn(t: txns.Txn) -> None:
-        job = t.get(key)[0]
+        job = t.get(job_key(job_id, rt.settings.state_namespace))[0]
         if job is None:
             raise NotFoundError(f"no job {job_id!r}")
         if job.job_status not in allowed_from:
@@ -248,9 +253,11 @@ def latest_job_id(rt: Runtime) -> str | None:
 
 def list_job_ids(rt: Runtime, limit: int = 50) -> list[str]:
     with rt.context():
-        keys = _MapperJob.query(namespace=rt.settings.state_namespace).order(
-            -_MapperJob.created
-        ).fetch(limit, keys_only=True)
+        keys = (
+            _MapperJob.query(namespace=rt.settings.state_namespace)
+            .order(-_MapperJob.created)
+            .fetch(limit, keys_only=True)
+        )
     return [str(k.id()) for k in keys]
 
 
@@ -298,7 +305,7 @@ def _describe_shard(shard: _MapperShard) -> dict[str, Any]:
 
 
 def _iso(value: datetime.datetime | None) -> str | None:
-    return None if value is None else value.replace(tzinfo=datetime.timezone.utc).isoformat()
+    return None if value is None else value.replace(tzinfo=datetime.UTC).isoformat()
 
 
 class Job:

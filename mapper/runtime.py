@@ -30,9 +30,7 @@ class Runtime:
         if settings.emulator_host:
             # ndb and google-cloud-datastore only learn the emulator from the env.
             os.environ["DATASTORE_EMULATOR_HOST"] = settings.emulator_host
-        self.client = ndb.Client(
-            project=settings.project, database=settings.database or None
-        )
+        self.client = ndb.Client(project=settings.project, database=settings.database or None)
         self.faults = faults
         self.store = Store(settings, self.client.stub.grpc_channel, rpc_hook=self._rpc_hook)
         if dispatcher is None:
@@ -44,6 +42,11 @@ class Runtime:
     def context(self, namespace: str | None = None) -> Iterator[Any]:
         """An ndb context with caches off: jobs read and write far more than fits."""
         ns = self.settings.state_namespace if namespace is None else namespace
+        current = ndb.get_context(raise_context_error=False)
+        if current is not None:  # re-entrant: public functions call each other
+            with current.new(namespace=ns).use() as context:
+                yield context
+            return
         with self.client.context(
             namespace=ns, cache_policy=False, global_cache_policy=False
         ) as context:

@@ -96,8 +96,7 @@ class Settings:
             )
         if self.queue is not None and not _QUEUE_RE.match(self.queue):
             raise ConfigurationError(
-                "MAPPER_QUEUE must look like projects/P/locations/L/queues/Q, "
-                f"got {self.queue!r}"
+                f"MAPPER_QUEUE must look like projects/P/locations/L/queues/Q, got {self.queue!r}"
             )
         if self.auth not in ("iap", "oidc", "off"):
             raise ConfigurationError(f"MAPPER_AUTH must be iap, oidc or off, got {self.auth!r}")

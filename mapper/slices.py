@@ -17,7 +17,15 @@ from mapper.errors import RetrySlice
 from mapper.loading import load_mapper_class
 from mapper.messages import FinalizeTask, SliceTask
 from mapper.query import key_from_bytes, key_to_bytes, shard_query
-from mapper.state import JobStatus, ShardStatus, _MapperJob, _MapperShard, job_key, shard_key, utcnow
+from mapper.state import (
+    JobStatus,
+    ShardStatus,
+    _MapperJob,
+    _MapperShard,
+    job_key,
+    shard_key,
+    utcnow,
+)
 from mapper.store import bounded_batches, is_permanent, key_repr
 
 if TYPE_CHECKING:
@@ -98,7 +106,9 @@ def _acquire(rt: Runtime, task: SliceTask) -> tuple[_MapperShard, str] | None:
     elif outcome == "final" and shard.shard_status == ShardStatus.DONE:
         maybe_finalize(rt, task.job_id)
     if outcome != "run":
-        logger.info("slice %s/%d/%d: %s, nothing to do", task.job_id, task.shard, task.slice, outcome)
+        logger.info(
+            "slice %s/%d/%d: %s, nothing to do", task.job_id, task.shard, task.slice, outcome
+        )
         return None
     return shard, token
 
@@ -205,9 +215,12 @@ class _SliceRunner:
         def fn(t: txns.Txn) -> None:
             shard = self._owned(t)
             found = t.lookup_raw(keys)
-            entities = [e for k in keys if (e := found.get(k.SerializeToString(deterministic=True)))]
+            entities = [
+                e for k in keys if (e := found.get(k.SerializeToString(deterministic=True)))
+            ]
             puts, deletes, counts = self._map(entities)
-            if len(list(bounded_batches(puts, deletes))) > 1:
+            limit = self.rt.store.max_commit_bytes
+            if len(list(bounded_batches(puts, deletes, limit))) > 1:
                 raise _BatchTooLarge(f"{len(puts)} puts and {len(deletes)} deletes exceed a commit")
             self._fault("after_map")
             t.upserts.extend(puts)
@@ -251,7 +264,9 @@ class _SliceRunner:
             raise _LeaseLost(f"shard {self.skey.id()} changed hands")
         return shard
 
-    def _advance(self, shard: _MapperShard, last: Any, counts: dict[str, int], finished: bool) -> None:
+    def _advance(
+        self, shard: _MapperShard, last: Any, counts: dict[str, int], finished: bool
+    ) -> None:
         now = utcnow()
         if last is not None:
             shard.checkpoint = key_to_bytes(last)
@@ -356,24 +371,36 @@ class _SliceRunner:
         if gave_up:
             logger.error(
                 "job %s shard %d failed at key %s: %s",
-                self.task.job_id, self.task.shard, failed_key, message,
+                self.task.job_id,
+                self.task.shard,
+                failed_key,
+                message,
             )
             return
-        logger.warning("job %s shard %d attempt failed: %s", self.task.job_id, self.task.shard, message)
+        logger.warning(
+            "job %s shard %d attempt failed: %s", self.task.job_id, self.task.shard, message
+        )
         raise RetrySlice(message, delay=min(10.0, 0.2 * 2 ** (self.shard.attempts or 0)))
 
     # -- plumbing -------------------------------------------------------------------
 
     def _fault(self, point: str) -> None:
         self.rt.fault(
-            point, job_id=self.task.job_id, shard=self.task.shard,
-            slice=self.task.slice, batch=self.batches,
+            point,
+            job_id=self.task.job_id,
+            shard=self.task.shard,
+            slice=self.task.slice,
+            batch=self.batches,
         )
 
     def _log(self, event: str) -> None:
         logger.info(
             "job=%s shard=%d slice=%d %s batches=%d seconds=%.2f",
-            self.task.job_id, self.task.shard, self.task.slice, event, self.batches,
+            self.task.job_id,
+            self.task.shard,
+            self.task.slice,
+            event,
+            self.batches,
             time.monotonic() - self.started,
         )
 

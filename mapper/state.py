@@ -9,7 +9,7 @@ from typing import Any
 from google.cloud import ndb
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     """Where a job is in its life; stored as the string value."""
 
     STARTING = "starting"
@@ -25,7 +25,7 @@ class JobStatus(str, enum.Enum):
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.ABORTED)
 
 
-class ShardStatus(str, enum.Enum):
+class ShardStatus(enum.StrEnum):
     RUNNING = "running"
     PAUSED = "paused"
     DONE = "done"
@@ -41,7 +41,7 @@ COUNTERS = ("processed", "put", "deleted")
 
 
 def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
 class _MapperJob(ndb.Model):

@@ -52,6 +52,8 @@ MAX_ENTITY_BYTES = 1_048_572
 #: Commit size bounds: Datastore allows 500 mutations and ~10 MiB per request.
 MAX_MUTATIONS = 500
 MAX_COMMIT_BYTES = 8 * 1024 * 1024
+#: Both emulators refuse gRPC messages over 4 MiB (measured: 4,194,304 bytes).
+EMULATOR_MAX_COMMIT_BYTES = 3 * 1024 * 1024 + 512 * 1024
 #: Keys per lookup request.
 MAX_LOOKUP_KEYS = 1000
 
@@ -81,6 +83,9 @@ class Store:
         self.database = settings.database
         self.rpc_hook = rpc_hook
         self.retries = 5
+        self.max_commit_bytes = (
+            EMULATOR_MAX_COMMIT_BYTES if settings.emulator_host else MAX_COMMIT_BYTES
+        )
         params = f"project_id={self.project}"
         if self.database:
             params += f"&database_id={self.database}"
@@ -105,7 +110,9 @@ class Store:
     # -- requests -------------------------------------------------------------
 
     def partition(self, namespace: str) -> Any:
-        return PartitionId(project_id=self.project, database_id=self.database, namespace_id=namespace)
+        return PartitionId(
+            project_id=self.project, database_id=self.database, namespace_id=namespace
+        )
 
     def run_query(self, query: Any, namespace: str, transaction: bytes | None = None) -> Any:
         """Run one page of ``query``; returns the raw QueryResultBatch."""
@@ -200,7 +207,7 @@ class Store:
     def write(self, upserts: Sequence[Any], deletes: Sequence[Any]) -> int:
         """Write everything in as many bounded commits as it takes; returns commits made."""
         commits = 0
-        for chunk_puts, chunk_deletes in bounded_batches(upserts, deletes):
+        for chunk_puts, chunk_deletes in bounded_batches(upserts, deletes, self.max_commit_bytes):
             self.commit(chunk_puts, chunk_deletes)
             commits += 1
         return commits
@@ -249,9 +256,9 @@ class Store:
 
 
 def bounded_batches(
-    upserts: Sequence[Any], deletes: Sequence[Any]
+    upserts: Sequence[Any], deletes: Sequence[Any], max_bytes: int = MAX_COMMIT_BYTES
 ) -> Iterable[tuple[list[Any], list[Any]]]:
-    """Split mutations into commits of <= MAX_MUTATIONS and <= MAX_COMMIT_BYTES.
+    """Split mutations into commits of <= MAX_MUTATIONS and <= ``max_bytes``.
 
     Raises PermanentSliceError for an entity over Datastore's 1 MiB limit: no
     retry could write it.
@@ -266,7 +273,7 @@ def bounded_batches(
                 f"entity is {entity_size} bytes, over Datastore's {MAX_ENTITY_BYTES}",
                 key=key_repr(entity.key),
             )
-        if puts and (len(puts) >= MAX_MUTATIONS or size + entity_size > MAX_COMMIT_BYTES):
+        if puts and (len(puts) >= MAX_MUTATIONS or size + entity_size > max_bytes):
             yield puts, []
             puts, size = [], 0
         puts.append(entity)

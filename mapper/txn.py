@@ -81,7 +81,8 @@ def get(rt: Runtime, *keys: ndb.Key) -> list[Any]:
     pbs = [key_pb(k) for k in keys]
     found = rt.store.lookup(pbs)
     return [
-        None if (e := found.get(pb.SerializeToString(deterministic=True))) is None
+        None
+        if (e := found.get(pb.SerializeToString(deterministic=True))) is None
         else ndb_model._entity_from_protobuf(e)
         for pb in pbs
     ]

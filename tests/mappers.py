@@ -63,3 +63,12 @@ FINISHED: list[str] = []
 class RecordsFinish(TouchPeople):
     def finish(self) -> None:
         FINISHED.append(self.job_id or "")
+
+
+class Bloat(TouchPeople):
+    """Makes the entity named params['name'] larger than Datastore allows."""
+
+    def map(self, entity: Person) -> tuple[list[Any], list[Any]]:
+        if entity.name == self.params["name"]:
+            entity.blob = b"x" * 1_100_000
+        return super().map(entity)

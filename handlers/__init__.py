@@ -1,0 +1,1 @@
+"""Flask blueprints: task endpoints, job admin API, status page."""

@@ -1,0 +1,162 @@
+"""Jobs end to end on the emulator: sharding, filters, deletes, control, finish."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from mapper.errors import InvalidJobError, JobStateError
+from mapper.jobs import Job, job_status, start_job
+from mapper.messages import JobSpec
+from tests import mappers
+
+
+def run(runtime, namespace, mapper, timeout=120, **options):
+    spec = JobSpec(mapper=f"tests.mappers:{mapper}", namespace=namespace, **options)
+    job = start_job(runtime, spec)
+    return job, job.wait(timeout=timeout)
+
+
+def touched(people):
+    return collections.Counter(p.touched for p in people())
+
+
+def test_touch_mapper_visits_every_entity_once_across_shards(runtime, namespace, seed, people):
+    seed(2000)
+    job, status = run(runtime, namespace, "TouchPeople", shards=4, batch_size=150)
+    assert status["status"] == "succeeded"
+    assert status["counters"] == {"processed": 2000, "put": 2000, "deleted": 0}
+    assert touched(people) == {1: 2000}
+    assert sum(s["counters"]["processed"] for s in status["shards"]) == 2000
+
+
+def test_scatter_split_gives_disjoint_shards_on_the_datastore_emulator(
+    runtime, namespace, seed, needs_scatter
+):
+    seed(3000)
+    job, status = run(runtime, namespace, "TouchPeople", shards=4, batch_size=200)
+    assert len(status["shards"]) == 4
+    assert status["split"].startswith("__scatter__")
+    assert all(s["counters"]["processed"] > 0 for s in status["shards"])
+
+
+def test_store_without_scatter_runs_one_range_and_says_so(runtime, namespace, seed, emulator):
+    if emulator.supports_scatter:
+        pytest.skip("this store has __scatter__")
+    seed(300)
+    job, status = run(runtime, namespace, "TouchPeople", shards=4)
+    assert len(status["shards"]) == 1
+    assert "single range" in status["split"]
+    assert status["counters"]["processed"] == 300
+
+
+def test_filters_select_only_matching_entities(runtime, namespace, seed, people):
+    seed(100, active=True)
+    seed(50, start=100, active=False)
+    job, status = run(runtime, namespace, "TouchActive", shards=2)
+    assert status["counters"]["processed"] == 100
+    by_active = collections.Counter((p.active, p.touched) for p in people())
+    assert by_active == {(True, 1): 100, (False, 0): 50}
+
+
+def test_deletes_are_written_in_batches(runtime, namespace, seed, people):
+    seed(700, active=False)
+    seed(30, start=700, active=True)
+    job, status = run(runtime, namespace, "DeleteInactive", batch_size=500)
+    assert status["counters"] == {"processed": 700, "put": 0, "deleted": 700}
+    assert len(people()) == 30
+
+
+def test_raw_kind_mapper_sees_entities_and_custom_counters_add_up(runtime, namespace, seed):
+    seed(120)
+    job, status = run(runtime, namespace, "CountRaw", shards=3, batch_size=50)
+    assert status["counters"]["raw_seen"] == 120
+    assert status["counters"]["processed"] == 120
+
+
+def test_empty_kind_succeeds_with_zero_counters(runtime, namespace):
+    job, status = run(runtime, namespace, "TouchPeople", shards=4)
+    assert status["status"] == "succeeded"
+    assert status["counters"]["processed"] == 0
+
+
+def test_finish_runs_once_after_all_shards(runtime, namespace, seed):
+    seed(400)
+    job, status = run(runtime, namespace, "RecordsFinish", shards=4, batch_size=50)
+    runtime.dispatcher.wait_idle(10)
+    assert mappers.FINISHED.count(job.id) == 1
+
+
+def test_duplicate_finalize_delivery_runs_finish_once(runtime, namespace, seed):
+    from mapper.messages import FinalizeTask
+
+    seed(50)
+    job, status = run(runtime, namespace, "RecordsFinish")
+    runtime.dispatcher.deliver(FinalizeTask(job.id))
+    runtime.dispatcher.deliver(FinalizeTask(job.id))
+    runtime.dispatcher.wait_idle(10)
+    assert mappers.FINISHED.count(job.id) == 1
+
+
+def test_same_client_id_starts_one_job(runtime, namespace, seed, people):
+    seed(200)
+    spec = JobSpec(mapper="tests.mappers:TouchPeople", namespace=namespace, id="fixed-id-1")
+    first = start_job(runtime, spec)
+    second = start_job(runtime, spec)
+    assert first.id == second.id == "fixed-id-1"
+    first.wait(timeout=60)
+    runtime.dispatcher.wait_idle(10)
+    assert touched(people) == {1: 200}
+
+
+def test_bad_mapper_spec_is_refused_before_any_write(runtime, namespace):
+    with pytest.raises(InvalidJobError, match="no attribute 'Nope'"):
+        start_job(runtime, JobSpec(mapper="tests.mappers:Nope", namespace=namespace))
+    with pytest.raises(InvalidJobError, match="not a subclass"):
+        start_job(runtime, JobSpec(mapper="tests.mappers:Person", namespace=namespace))
+    from mapper.jobs import list_job_ids
+
+    assert list_job_ids(runtime) == []
+
+
+def test_pause_stops_at_a_batch_boundary_and_resume_finishes(runtime, namespace, seed, people):
+    seed(1500)
+    job = start_job(
+        runtime,
+        JobSpec(mapper="tests.mappers:TouchPeople", namespace=namespace, batch_size=20, shards=2),
+    )
+    job.pause()
+    runtime.dispatcher.wait_idle(30)
+    paused = job.status()
+    assert paused["status"] == "paused"
+    assert paused["counters"]["processed"] < 1500
+    assert all(s["status"] in ("paused", "done") for s in paused["shards"])
+    job.resume()
+    status = job.wait(timeout=120)
+    assert status["status"] == "succeeded"
+    assert status["counters"]["processed"] == 1500
+    assert touched(people) == {1: 1500}
+
+
+def test_abort_stops_the_job_and_cannot_be_resumed(runtime, namespace, seed):
+    seed(1500)
+    job = start_job(
+        runtime, JobSpec(mapper="tests.mappers:TouchPeople", namespace=namespace, batch_size=20)
+    )
+    job.abort()
+    runtime.dispatcher.wait_idle(30)
+    status = job.status()
+    assert status["status"] == "aborted"
+    assert status["counters"]["processed"] < 1500
+    with pytest.raises(JobStateError):
+        job.resume()
+
+
+def test_status_of_unknown_job_is_not_found(runtime):
+    from mapper.errors import NotFoundError
+
+    with pytest.raises(NotFoundError):
+        job_status(runtime, "no-such-job")
+    with pytest.raises(NotFoundError):
+        Job(runtime, "no-such-job").abort()
