@@ -89,7 +89,7 @@ class Emulator:
 
     def stop(self, timeout: float = 10) -> None:
         """Stop gcloud and its Java child, leaving no process of the group behind."""
-        _terminate_group(self.process.pid, timeout)
+        terminate_group(self.process.pid, timeout)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(5)
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -126,7 +126,7 @@ def start_emulator(
     """
     args = _command(kind, project)
     if port is None:
-        port = _free_port()
+        port = free_port()
     elif not _port_is_free(port):
         raise ConfigurationError(f"port {port!r} is already in use; pick another or omit it")
     host = f"127.0.0.1:{port}"
@@ -139,12 +139,12 @@ def start_emulator(
     try:
         _wait_until_up(emulator, timeout)
     except ConfigurationError as e:
-        log_tail = _tail(emulator.log_path)
+        tail = log_tail(emulator.log_path)
         emulator.stop()
         raise ConfigurationError(
             f"{kind} emulator failed to start on {host} ({e}). Is it installed "
             f"(apt-get install {_KINDS[kind][2]}) and is Java on PATH? "
-            f"Last lines of its log:\n{log_tail}"
+            f"Last lines of its log:\n{tail}"
         ) from e
     except BaseException:
         emulator.stop()
@@ -208,7 +208,7 @@ def _post(url: str, timeout: float) -> bytes:
         return body
 
 
-def _terminate_group(pgid: int, timeout: float) -> None:
+def terminate_group(pgid: int, timeout: float) -> None:
     """SIGTERM the group leaves first (the JVM), then SIGKILL whatever is left.
 
     Leaves first, so every parent is alive to reap its child: killing the whole
@@ -235,7 +235,7 @@ def _group_members(pgid: int) -> dict[int, int]:
     return members
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -251,7 +251,7 @@ def _port_is_free(port: int) -> bool:
         return True
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def log_tail(path: Path, lines: int = 20) -> str:
     try:
         text = path.read_text(errors="replace")
     except OSError:
@@ -268,7 +268,7 @@ def _serve(kind: str, project: str, port: int | None) -> int:
             print(f"export {name}={value}", flush=True)
         while not stopping.wait(0.5):
             if not emulator.running:
-                print(f"{kind} emulator exited:\n{_tail(emulator.log_path)}", file=sys.stderr)
+                print(f"{kind} emulator exited:\n{log_tail(emulator.log_path)}", file=sys.stderr)
                 return 1
     return 0
 

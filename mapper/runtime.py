@@ -10,7 +10,7 @@ from typing import Any
 from google.cloud import ndb
 
 from mapper.dispatch.base import Dispatcher
-from mapper.dispatch.local import LocalDispatcher
+from mapper.dispatch.select import make_dispatcher
 from mapper.faults import FaultHook
 from mapper.messages import FinalizeTask, SliceTask, Task
 from mapper.settings import Settings
@@ -34,7 +34,7 @@ class Runtime:
         self.faults = faults
         self.store = Store(settings, self.client.stub.grpc_channel, rpc_hook=self._rpc_hook)
         if dispatcher is None:
-            dispatcher = _default_dispatcher(settings)
+            dispatcher = make_dispatcher(settings)
         self.dispatcher = dispatcher
         dispatcher.bind(self.handle)
 
@@ -73,14 +73,6 @@ class Runtime:
     def _rpc_hook(self, name: str) -> None:
         if self.faults is not None:
             self.faults(f"rpc:{name}", {})
-
-
-def _default_dispatcher(settings: Settings) -> Dispatcher:
-    if settings.queue is None:
-        return LocalDispatcher(workers=settings.local_workers)
-    from mapper.dispatch.cloudtasks import CloudTasksDispatcher
-
-    return CloudTasksDispatcher(settings)
 
 
 def runtime_from_env(**overrides: Any) -> Runtime:

@@ -44,7 +44,6 @@ import contextlib
 import dataclasses
 import fcntl
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -52,6 +51,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from mapper.emulator import free_port, log_tail, terminate_group
 from mapper.errors import ConfigurationError
 
 #: Pinned: the delivery notes above were read from this version.
@@ -75,13 +75,8 @@ class TasksEmulator:
     def stop(self, timeout: float = 5.0) -> None:
         if self.process.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+        terminate_group(self.process.pid, timeout)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout)
 
     def __enter__(self) -> TasksEmulator:
@@ -157,13 +152,6 @@ def ensure_emulator_installed(venv: Path = DEFAULT_VENV) -> Path:
     return executable
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _run(command: list[str]) -> None:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -179,19 +167,12 @@ def _wait_listening(emulator: TasksEmulator, port: int, timeout: float) -> None:
         if emulator.process.poll() is not None:
             raise ConfigurationError(
                 f"the Cloud Tasks emulator exited with {emulator.process.returncode}: "
-                f"{_tail(emulator.log_path)}"
+                f"{log_tail(emulator.log_path)}"
             )
         with contextlib.suppress(OSError), socket.create_connection(("localhost", port), 0.5):
             return
         time.sleep(0.1)
     raise ConfigurationError(
         f"the Cloud Tasks emulator did not listen on port {port} within {timeout} s: "
-        f"{_tail(emulator.log_path)}"
+        f"{log_tail(emulator.log_path)}"
     )
-
-
-def _tail(path: Path, size: int = 2000) -> str:
-    try:
-        return path.read_text(errors="replace")[-size:]
-    except OSError as e:
-        return f"(no log: {e})"

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from google.api_core import exceptions as core_exceptions
 from google.cloud import ndb
 from google.cloud.ndb import model as ndb_model
 
@@ -37,13 +36,7 @@ class Txn:
 
     def get(self, *keys: ndb.Key) -> list[Any]:
         """Read records by key inside the transaction (None where missing)."""
-        pbs = [key_pb(k) for k in keys]
-        found = self.store.lookup(pbs, transaction=self.id)
-        result = []
-        for pb in pbs:
-            entity = found.get(pb.SerializeToString(deterministic=True))
-            result.append(None if entity is None else ndb_model._entity_from_protobuf(entity))
-        return result
+        return _lookup_records(self.store, keys, self.id)
 
     def lookup_raw(self, keys: Sequence[Any]) -> dict[bytes, Any]:
         return self.store.lookup(keys, transaction=self.id)
@@ -78,17 +71,17 @@ def run_in_transaction(rt: Runtime, fn: Callable[[Txn], T], retries: int = 8) ->
 
 def get(rt: Runtime, *keys: ndb.Key) -> list[Any]:
     """Read records by key outside any transaction (strongly consistent)."""
+    return _lookup_records(rt.store, keys, None)
+
+
+def _lookup_records(store: Store, keys: Sequence[ndb.Key], transaction: bytes | None) -> list[Any]:
     pbs = [key_pb(k) for k in keys]
-    found = rt.store.lookup(pbs)
-    return [
-        None
-        if (e := found.get(pb.SerializeToString(deterministic=True))) is None
-        else ndb_model._entity_from_protobuf(e)
-        for pb in pbs
-    ]
-
-
-__all__ = ["Txn", "run_in_transaction", "get", "core_exceptions"]
+    found = store.lookup(pbs, transaction=transaction)
+    records = []
+    for pb in pbs:
+        entity = found.get(pb.SerializeToString(deterministic=True))
+        records.append(None if entity is None else ndb_model._entity_from_protobuf(entity))
+    return records
 
 
 def put_records(rt: Runtime, records: Sequence[ndb.Model]) -> None:
