@@ -24,6 +24,8 @@ class FaultPlan:
         self._rules: list[list[Any]] = []
         self._lock = threading.Lock()
         self.hits: dict[str, int] = {}
+        #: How many times each point actually raised.
+        self.fired: dict[str, int] = {}
 
     def crash_at(
         self, point: str, times: int = 1, when: Callable[[dict[str, Any]], bool] | None = None
@@ -49,4 +51,5 @@ class FaultPlan:
                 name, error, remaining, when = rule
                 if name == point and remaining > 0 and (when is None or when(info)):
                     rule[2] -= 1
+                    self.fired[point] = self.fired.get(point, 0) + 1
                     raise error()
