@@ -48,6 +48,14 @@ class Mapper:
         """Process one entity; return ``(entities_to_put, keys_to_delete)``."""
         return (), ()
 
+    def end_batch(self, number: int) -> None:
+        """Runs after a batch is mapped, before its writes and checkpoint.
+
+        ``number`` counts the shard's batches from 0 and is stable under
+        replay: a batch mapped again after a crash gets the same number, so a
+        side output named by it (an export part file) is rewritten, not doubled.
+        """
+
     def finish(self) -> None:
         """Runs once, after every shard has finished."""
 

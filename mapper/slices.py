@@ -253,6 +253,7 @@ class _SliceRunner:
                 puts.extend(mapper.encode(e) for e in to_put or ())
                 deletes.extend(mapper.encode_key(k) for k in to_delete or ())
         self.current_key = None
+        mapper.end_batch((self.shard.batches or 0) + self.batches)
         counts = {"processed": len(entities), "put": len(puts), "deleted": len(deletes)}
         counts.update(mapper._counts)
         mapper._counts = {}
