@@ -120,13 +120,13 @@ class Mapper:
                 f"{cls.__name__}.KIND must be an ndb.Model subclass or a kind name, got {kind!r}"
             )
 
-    @classmethod
-    def kind_name(cls) -> str:
-        kind = cls.KIND
+    def kind_name(self) -> str:
+        """The kind this mapper walks (an instance may set KIND from its params)."""
+        kind = self.KIND
         if isinstance(kind, str):
             return kind
         if kind is None:
-            raise InvalidJobError(f"{cls.__name__}.KIND is not set")
+            raise InvalidJobError(f"{type(self).__name__}.KIND is not set")
         return kind._get_kind()
 
     def filter_pbs(self) -> list[Any]:

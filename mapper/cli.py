@@ -111,8 +111,8 @@ def count_entities(rt: Runtime, spec: JobSpec) -> int | None:
     from mapper.loading import load_mapper_class
 
     try:
-        cls = load_mapper_class(spec.mapper)
-        return rt.store.count(cls.kind_name(), cls(**spec.params).filter_pbs(), spec.namespace)
+        mapper = load_mapper_class(spec.mapper)(**spec.params)
+        return rt.store.count(mapper.kind_name(), mapper.filter_pbs(), spec.namespace)
     except Exception:  # a progress bar is not worth failing a job for
         logging.getLogger(__name__).debug("count failed", exc_info=True)
         return None

@@ -45,12 +45,13 @@ def start_job(rt: Runtime, spec: JobSpec) -> Job:
     """
     spec.validate()
     mapper_cls = load_mapper_class(spec.mapper)
-    mapper_cls(**spec.params).filter_pbs()  # bad params or FILTERS fail before any write
+    mapper = mapper_cls(**spec.params)
+    mapper.filter_pbs()  # bad params or FILTERS fail before any write
     job_id = spec.id or new_job_id()
     with rt.context():
         job = _create_job_record(rt, job_id, spec)
         if job.job_status == JobStatus.STARTING:
-            _create_shards(rt, job, mapper_cls.kind_name())
+            _create_shards(rt, job, mapper.kind_name())
         elif job.job_status != JobStatus.RUNNING:
             return Job(rt, job_id)
         for index in range(len(job.ranges)):
