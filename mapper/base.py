@@ -38,9 +38,11 @@ class Mapper:
             raise InvalidJobError(f"mapper params must be JSON-serialisable: {e}") from e
         self.params = params
         self._counts: dict[str, int] = {}
-        #: Set by the framework while running: the job's id and the shard index.
+        #: Set by the framework while running: the job's id, the shard index and
+        #: the Runtime (settings, store, dispatcher) of the task at hand.
         self.job_id: str | None = None
         self.shard: int | None = None
+        self.runtime: Runtime | None = None
 
     # -- hooks for subclasses ---------------------------------------------------
 

@@ -29,6 +29,8 @@ MANIFEST = "manifest.json"
 PART_SUFFIX = ".jsonl.gz"
 #: Datastore's limit on one entity (1 MiB - 4), checked against the protobuf size.
 MAX_ENTITY_BYTES = 1_048_572
+#: Datastore's limit on one key (6 KiB), checked against the protobuf size.
+MAX_KEY_BYTES = 6_144
 #: No entity within the size limit needs a longer JSON line; longer ones are refused unread.
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
@@ -98,6 +100,9 @@ def check_entity(pb: Message, path: str | None = None, lineno: int | None = None
     for element in pb.key.path:
         if _RESERVED_KIND.fullmatch(element.kind):
             raise DumpFormatError(f"reserved kind {element.kind!r} in {key}", path, lineno)
+    if (size := pb.key.ByteSize()) > MAX_KEY_BYTES:
+        message = f"{key} is {size} bytes, over the {MAX_KEY_BYTES}-byte key limit"
+        raise DumpFormatError(message, path, lineno)
     if (size := pb.ByteSize()) > MAX_ENTITY_BYTES:
         message = f"{key} is {size} bytes, over the {MAX_ENTITY_BYTES}-byte entity limit"
         raise DumpFormatError(message, path, lineno)

@@ -145,7 +145,7 @@ def finalize(rt: Runtime, task: FinalizeTask) -> None:
     if job is None:
         return
     mapper = load_mapper_class(job.mapper)(**(job.params or {}))
-    mapper.job_id = task.job_id
+    mapper.job_id, mapper.runtime = task.job_id, rt
     rt.fault("before_finish", job_id=task.job_id)
     mapper.finish()
 

@@ -149,7 +149,7 @@ class _SliceRunner:
     def run(self) -> None:
         mapper_cls = load_mapper_class(self.job.mapper)
         self.mapper = mapper = mapper_cls(**(self.job.params or {}))
-        mapper.job_id, mapper.shard = self.task.job_id, self.task.shard
+        mapper.job_id, mapper.shard, mapper.runtime = self.task.job_id, self.task.shard, self.rt
         self.filters = mapper.filter_pbs()
         self.kind = mapper.kind_name()
         self.start_key = key_from_bytes(self.shard.start_key)
