@@ -194,3 +194,9 @@ def resume(job_id: str) -> None:
     finally:
         rt.close()
     click.echo(f"job {job_id} is {data['status']}")
+
+
+from mapper.cli_dump import export, import_  # noqa: E402 - commands of their own module
+
+main.add_command(export)
+main.add_command(import_)

@@ -568,12 +568,16 @@ def read_manifest(directory: DumpLocation) -> Manifest:
     return Manifest.from_json(obj, store.location(MANIFEST))
 
 
-def validate_dump(directory: DumpLocation) -> Manifest:
+def validate_dump(
+    directory: DumpLocation,
+    check: Callable[[Message, str, int], None] | None = None,
+) -> Manifest:
     """Check a whole dump, streaming, before anything is imported from it.
 
     Every listed part must exist and match its checksum, size and count; every
     entity must have a key, no reserved kind (``__*__``) in its key path, a kind
     and namespace its part lists, and fit Datastore's entity size limit.
+    ``check(entity, where, lineno)`` adds a caller's own test of each entity.
     """
     store = open_dump_store(directory)
     manifest = read_manifest(store)
@@ -585,4 +589,6 @@ def validate_dump(directory: DumpLocation) -> Manifest:
             if kind not in part.kinds or namespace not in part.namespaces:
                 message = f"{describe_key(pb.key)} is of a kind or namespace its part does not list"
                 raise DumpFormatError(message, where, lineno)
+            if check is not None:
+                check(pb, where, lineno)
     return manifest

@@ -135,4 +135,7 @@ def sum_totals(shards: list[Any]) -> dict[str, int]:
     return totals
 
 
-INTERNAL_KINDS = frozenset({"_MapperJob", "_MapperShard"})
+#: The framework's own kinds (jobs, shards, exports, staged import parts): never user data.
+INTERNAL_KINDS = frozenset(
+    {"_MapperJob", "_MapperShard", "_MapperExport", "_MapperExportPart", "_MapperImportPart"}
+)
