@@ -94,3 +94,28 @@ def needs_scatter(emulator: Emulator) -> None:
         pytest.skip(
             "Firestore emulator in Datastore mode has no __scatter__ (DESIGN.md emulator table)"
         )
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[str]:
+    """An in-process Cloud Storage emulator (gcp-storage-emulator); yields its URL."""
+    from gcp_storage_emulator.server import create_server
+
+    from mapper.emulator import free_port
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def gcs_bucket(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket in the GCS emulator, as ``gs://name``; storage clients find the emulator."""
+    from google.cloud import storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    name = "b" + uuid.uuid4().hex[:16]
+    storage.Client().create_bucket(name)
+    return f"gs://{name}"

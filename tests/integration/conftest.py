@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from click.testing import CliRunner
 from google.cloud import ndb
 
+from mapper.cli import main
 from mapper.faults import FaultPlan
 from mapper.runtime import Runtime
 from mapper.settings import Settings
@@ -49,3 +51,21 @@ def people(runtime: Runtime, namespace: str) -> Callable[[], list[Person]]:
             return Person.query().fetch()
 
     return fetch
+
+
+@pytest.fixture
+def cli(
+    emulator_env: object, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., object]:
+    """cli(*args) runs ``python -m mapper`` in-process against the emulator."""
+    monkeypatch.setenv("MAPPER_STATE_NAMESPACE", namespace)
+    monkeypatch.setenv("MAPPER_SLICE_SECONDS", "5")
+    monkeypatch.setenv("MAPPER_LEASE_SECONDS", "2")
+    monkeypatch.setenv("MAPPER_MAX_ATTEMPTS", "2")
+    monkeypatch.delenv("MAPPER_QUEUE", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(main, list(args), catch_exceptions=False)
+
+    return invoke

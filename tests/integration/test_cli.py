@@ -5,27 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from mapper.cli import main
 from mapper.errors import DispatchError
 from mapper.jobs import start_job
 from mapper.messages import JobSpec
-
-
-@pytest.fixture
-def cli(emulator_env, namespace, monkeypatch):
-    monkeypatch.setenv("MAPPER_STATE_NAMESPACE", namespace)
-    monkeypatch.setenv("MAPPER_SLICE_SECONDS", "5")
-    monkeypatch.setenv("MAPPER_LEASE_SECONDS", "2")
-    monkeypatch.setenv("MAPPER_MAX_ATTEMPTS", "2")
-    monkeypatch.delenv("MAPPER_QUEUE", raising=False)
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(main, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 def test_run_waits_for_the_job_and_prints_its_counters(cli, namespace, seed, people):

@@ -262,3 +262,16 @@ def test_large_unindexed_text_and_many_parts_round_trip(runtime, namespace, tmp_
     restored = stored(runtime, target, "Doc")
     assert [pb.properties["body"].string_value for pb in restored] == [text] * 12
     assert Path(tmp_path / "d").exists()
+
+
+def test_export_to_cloud_storage_and_restore_from_it(runtime, namespace, seed, gcs_bucket):
+    seed(80)
+    out = f"{gcs_bucket}/dumps/today"
+    status = export(runtime, out, kinds=["Person"], namespaces=[namespace], batch_size=30)
+    assert status["manifest"] == f"{out}/manifest.json"
+    assert len(read_manifest(out).parts) == 3
+    target = new_namespace()
+    plan, done = import_keep(runtime, out, namespace=target)
+    assert plan["entities"] == done["counters"]["put"] == 80
+    names = sorted(pb.properties["name"].string_value for pb in stored(runtime, target, "Person"))
+    assert names == [f"p{i:05d}" for i in range(80)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gzip
 import json
@@ -531,25 +530,13 @@ def test_validate_dump_refuses_a_bad_entity_before_reading_the_rest(tmp_path: Pa
 # -- stores -------------------------------------------------------------------
 
 
-def gcs_store() -> DumpStore:
-    """A store in the GCS emulator named by STORAGE_EMULATOR_HOST, under a fresh prefix."""
-    if not os.environ.get("STORAGE_EMULATOR_HOST"):
-        pytest.skip("set STORAGE_EMULATOR_HOST to run the store contract against GCS")
-    storage = pytest.importorskip("google.cloud.storage")
-    from google.api_core.exceptions import Conflict
-    from google.auth.credentials import AnonymousCredentials
-
-    client = storage.Client(project="test", credentials=AnonymousCredentials())
-    with contextlib.suppress(Conflict):
-        client.create_bucket("mapper-test")
-    return open_dump_store(f"gs://mapper-test/{uuid.uuid4().hex}/dump", gcs_client=client)
-
-
-# "gcs" joins the params once the suite starts a GCS emulator itself (no skips in CI).
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "gcs"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> DumpStore:
     """Each store implementation, so every one passes the same contract."""
-    return LocalDumpStore(tmp_path / "dump") if request.param == "local" else gcs_store()
+    if request.param == "local":
+        return LocalDumpStore(tmp_path / "dump")
+    bucket = request.getfixturevalue("gcs_bucket")
+    return open_dump_store(f"{bucket}/{uuid.uuid4().hex}/dump")
 
 
 def test_store_writes_reads_lists_and_checks_existence(store: DumpStore) -> None:

@@ -1,0 +1,53 @@
+"""``python -m mapper export`` and ``import`` through click's runner, on the emulator."""
+
+from __future__ import annotations
+
+import uuid
+
+from mapper.dumpformat import MANIFEST, read_manifest
+
+
+def test_export_then_import_keep_into_another_namespace(cli, namespace, seed, tmp_path, runtime):
+    seed(90)
+    out = str(tmp_path / "dump")
+    exported = cli(
+        "export", "--out", out, "--kind", "Person", "--namespace", namespace,
+        "--shards", "2", "--batch-size", "40",
+    )  # fmt: skip
+    assert exported.exit_code == 0, exported.output
+    assert f"{namespace}/Person: 90 entities" in exported.output
+    assert "total: 90 entities in" in exported.output
+    assert f"manifest: {out}/{MANIFEST}" in exported.output
+    assert read_manifest(out).totals["entities"] == 90
+
+    target = "c" + uuid.uuid4().hex[:10]
+    dry = cli("import", out, "--mode", "keep", "--namespace", target, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "Person: 90" in dry.output
+    assert f"{namespace} -> {target}" in dry.output
+    assert "dry run: nothing was written" in dry.output
+
+    done = cli("import", out, "--mode", "keep", "--namespace", target)
+    assert done.exit_code == 0, done.output
+    assert "succeeded: 90 entities written" in done.output
+    with runtime.context(target):
+        from tests.mappers import Person
+
+        assert Person.query().count() == 90
+
+
+def test_import_of_an_incomplete_dump_exits_2_naming_it(cli, tmp_path):
+    (tmp_path / "half").mkdir()
+    result = cli("import", str(tmp_path / "half"), "--mode", "keep")
+    assert result.exit_code == 2
+    assert "incomplete dump: no manifest.json" in result.output
+    assert str(tmp_path / "half") in result.output
+
+
+def test_export_option_errors_exit_2(cli, tmp_path):
+    both = cli("export", "--out", str(tmp_path), "--namespace", "a", "--all-namespaces")
+    assert both.exit_code == 2
+    assert "not both" in both.output
+    reserved = cli("export", "--out", str(tmp_path), "--kind", "__kind__")
+    assert reserved.exit_code == 2
+    assert "'__kind__'" in reserved.output
