@@ -261,15 +261,15 @@ class PartInfo:
     namespaces: tuple[str, ...] = ()
 
 
-def part_relpath(kind: str, shard: int, slice_no: int, namespace: str = "") -> str:
-    """Where one export slice writes: ``{namespace}/{kind}/part-{shard}-{slice}.jsonl.gz``.
+def part_relpath(kind: str, shard: int, batch: int, namespace: str = "") -> str:
+    """Where one export batch writes: ``{namespace}/{kind}/part-{shard}-{batch}.jsonl.gz``.
 
-    One slice writes exactly one part, so a replayed slice rewrites its own
+    One batch writes exactly one part, so a replayed batch rewrites its own
     file. The default namespace is spelled ``~default`` (``~`` cannot occur in
     a namespace name); names are percent-encoded into safe file names.
     """
     ns_dir = _safe_name(namespace) if namespace else "~default"
-    return f"{ns_dir}/{_safe_name(kind)}/part-{shard:05d}-{slice_no:06d}{PART_SUFFIX}"
+    return f"{ns_dir}/{_safe_name(kind)}/part-{shard:05d}-{batch:06d}{PART_SUFFIX}"
 
 
 def _safe_name(name: str) -> str:
@@ -324,7 +324,7 @@ def write_part(directory: DumpLocation, relpath: str, entities: Iterable[Message
     """Write ``entities`` as the part ``relpath``, replacing it whole if it exists.
 
     The gzip header carries no name and no time, so equal entities give equal
-    bytes and an equal checksum however often a slice is replayed.
+    bytes and an equal checksum however often a batch is replayed.
     """
     store, tally = open_dump_store(directory), _Tally()
     with store.open_write(check_relpath(relpath)) as raw:
