@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,7 +30,7 @@ from mapper.dumpformat import (
     write_part,
 )
 from mapper.errors import ConfigurationError, InvalidJobError, NotFoundError
-from mapper.jobs import Job, job_status, start_job
+from mapper.jobs import Job, job_status, start_job, wait_until_final
 from mapper.messages import JobSpec, check_job_id
 from mapper.metadata import is_reserved_kind, list_kinds, list_namespaces
 from mapper.state import INTERNAL_KINDS, JobStatus, utcnow
@@ -298,16 +297,7 @@ class Export:
         poll: float = 0.25,
         progress: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            status = self.status()
-            if progress is not None:
-                progress(status)
-            if JobStatus(status["status"]).is_final:
-                return status
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"export {self.id} still {status['status']} after {timeout}s")
-            time.sleep(poll)
+        return wait_until_final(self.status, f"export {self.id}", timeout, poll, progress)
 
     def jobs(self) -> list[Job]:
         return [Job(self.rt, job_id) for job_id in self.status()["jobs"]]

@@ -1,9 +1,10 @@
-"""Import a dump: validate it whole, then write its parts as a sharded, resumable job.
+"""Import a dump: validate it whole, then write its parts as a chain of sharded jobs.
 
-The dump's parts are staged as ``_MapperImportPart`` records; an ``ImportMapper``
-job walks them in key order like any other kind, and each part's entities come
-back from ``map`` as puts, so they go out in bounded batches and a replayed
-batch writes the same keys again (``keep`` mode overwrites by key).
+The dump's parts are staged as ``_MapperImportPart`` records; each stage is a
+job walking them in key order like any other kind (``mapper.import_stages``),
+and each stage's ``finish()`` starts the next. ``keep`` is one stage that writes
+the entities with their keys; ``remap`` chooses every new key first
+(``mapper.remap``), then writes.
 """
 
 from __future__ import annotations
@@ -13,32 +14,32 @@ import dataclasses
 import datetime
 import logging
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from google.cloud import ndb
 
 from mapper import txn as txns
-from mapper.base import Mapper
 from mapper.dumpformat import (
     Manifest,
-    PartInfo,
     describe_key,
     open_dump_store,
     read_manifest,
-    read_part,
     validate_dump,
 )
-from mapper.errors import ConfigurationError, DumpFormatError, InvalidJobError
-from mapper.jobs import Job, start_job
-from mapper.keywalk import Partition, move_partitions, partition_of
+from mapper.errors import ConfigurationError, DumpFormatError, NotFoundError
+from mapper.jobs import job_status, start_job, wait_until_final
+from mapper.keywalk import Partition, partition_of
 from mapper.messages import JobSpec, check_job_id
+from mapper.remap_options import RemapOptions
+from mapper.state import JobStatus
 
 if TYPE_CHECKING:
     from mapper.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
-MODES = ("keep",)
+MODES = ("keep", "remap")
 
 
 class _MapperImportPart(ndb.Model):
@@ -66,10 +67,15 @@ class ImportSpec:
     shards: int = 1
     batch_size: int = 2
     id: str | None = None
+    #: Remap mode only: natural keys, names, dangling and conflict policies, schema drift.
+    options: RemapOptions = dataclasses.field(default_factory=RemapOptions)
 
     def validate(self) -> ImportSpec:
         if self.mode not in MODES:
             raise ConfigurationError(f"import mode must be one of {MODES}, got {self.mode!r}")
+        self.options.validate()
+        if self.mode == "keep" and self.options != RemapOptions():
+            raise ConfigurationError("remap options (--natural-key ...) need --mode remap")
         if self.id is not None:
             check_job_id(self.id)
         if not 1 <= self.shards <= 256 or not 1 <= self.batch_size <= 100:
@@ -91,12 +97,14 @@ def plan_import(rt: Runtime, spec: ImportSpec) -> dict[str, Any]:
     moves = partition_moves(rt, manifest, spec)
     per_kind: dict[str, int] = collections.Counter()
     expected = (manifest.project, manifest.database)
+    depth = [0]  # the longest key path: remap maps one path length at a time
 
     def check(pb: Any, where: str, lineno: int) -> None:
         if partition_of(pb.key)[:2] != expected:
             message = f"{describe_key(pb.key)} is not of the dump's project {expected[0]!r}"
             raise DumpFormatError(message, where, lineno)
         per_kind[pb.key.path[-1].kind] += 1
+        depth[0] = max(depth[0], len(pb.key.path))
 
     validate_dump(spec.source, check)
     return {
@@ -108,6 +116,7 @@ def plan_import(rt: Runtime, spec: ImportSpec) -> dict[str, Any]:
         "kinds": dict(sorted(per_kind.items())),
         "entities": manifest.totals["entities"],
         "parts": len(manifest.parts),
+        "depth": depth[0],
     }
 
 
@@ -135,35 +144,132 @@ def partition_moves(
     }
 
 
-def start_import(rt: Runtime, spec: ImportSpec) -> tuple[dict[str, Any], Job | None]:
-    """Plan (validating everything), then stage the parts and start the job.
+def start_import(rt: Runtime, spec: ImportSpec) -> tuple[dict[str, Any], ImportRun | None]:
+    """Plan (validating everything), then stage the parts and start the first stage.
 
-    Returns the plan and the job (None for a dry run). Idempotent for a
-    client-chosen ``spec.id``.
+    Returns the plan and a handle on the run (None for a dry run). Idempotent
+    for a client-chosen ``spec.id``.
     """
     plan = plan_import(rt, spec)
     if spec.dry_run:
+        if spec.mode == "remap":
+            from mapper.remap_plan import plan_remap
+
+            plan["remap"] = plan_remap(rt, spec, plan_params(rt, spec, "dry-run", plan))
         return plan, None
-    manifest = read_manifest(spec.source)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     import_id = spec.id or f"import-{stamp}-{uuid.uuid4().hex[:6]}"
-    _stage_parts(rt, import_id, spec.source, manifest)
-    params = {
+    _stage_parts(rt, import_id, spec.source, read_manifest(spec.source))
+    params = plan_params(rt, spec, import_id, plan)
+    start_job(rt, stage_job_spec(params, 0))
+    return plan, ImportRun(rt, import_id)
+
+
+def plan_params(rt: Runtime, spec: ImportSpec, import_id: str, plan: dict[str, Any]) -> dict:
+    """The JSON params every stage job of this import carries."""
+    manifest = read_manifest(spec.source)
+    moves = partition_moves(rt, manifest, spec)
+    if spec.mode == "keep":
+        stages = ["keep"]
+    else:
+        stages = [f"map:{depth}" for depth in range(1, plan["depth"] + 1)]
+        stages += ["check"] if spec.options.dangling == "fail" else []
+        stages += ["write"]
+    return {
         "import": import_id,
         "source": spec.source,
         "mode": spec.mode,
-        "namespace": spec.namespace,
-        "move_project": spec.move_project,
+        "moves": [[list(src), list(dst)] for src, dst in moves.items()],
+        "options": spec.options.to_json(),
+        "stages": stages,
+        "shards": spec.shards,
+        "batch_size": spec.batch_size,
+        "state_namespace": rt.settings.state_namespace,
     }
-    job_spec = JobSpec(
-        mapper="mapper.importer:ImportMapper",
-        params=params,
-        shards=spec.shards,
-        batch_size=spec.batch_size,
-        namespace=rt.settings.state_namespace,
-        id=import_id,
+
+
+def stage_job_spec(params: dict[str, Any], index: int) -> JobSpec:
+    name, _, depth = params["stages"][index].partition(":")
+    return JobSpec(
+        mapper=f"mapper.import_stages:{_STAGE_CLASSES[name]}",
+        params={**params, "stage": index, "depth": int(depth or 0)},
+        shards=params["shards"],
+        batch_size=params["batch_size"],
+        namespace=params["state_namespace"],
+        id=f"{params['import']}-{index}",
     )
-    return plan, start_job(rt, job_spec)
+
+
+_STAGE_CLASSES = {
+    "keep": "KeepMapper",
+    "map": "MapKeysMapper",
+    "check": "CheckRefsMapper",
+    "write": "WriteRemappedMapper",
+}
+
+
+def start_next_stage(rt: Runtime, params: dict[str, Any]) -> None:
+    """Called by a stage's finish(): start the next stage (idempotent by job id)."""
+    index = params["stage"] + 1
+    if index < len(params["stages"]):
+        start_job(rt, stage_job_spec(params, index))
+
+
+def import_status(rt: Runtime, import_id: str) -> dict[str, Any]:
+    """The whole import as JSON-ready data: combined status and counters, every stage."""
+    first = job_status(rt, f"{import_id}-0")
+    stages = []
+    for index, name in enumerate(first["params"]["stages"]):
+        try:
+            stages.append({"stage": name, **job_status(rt, f"{import_id}-{index}")})
+        except NotFoundError:
+            stages.append({"stage": name, "status": "starting", "counters": {}, "shards": []})
+    statuses = [JobStatus(s["status"]) if s["status"] != "starting" else None for s in stages]
+    if JobStatus.FAILED in statuses:
+        status = JobStatus.FAILED
+    elif JobStatus.ABORTED in statuses:
+        status = JobStatus.ABORTED
+    elif statuses[-1] == JobStatus.SUCCEEDED:
+        status = JobStatus.SUCCEEDED
+    else:
+        status = JobStatus.RUNNING
+    counters: dict[str, int] = {}
+    for stage in stages:
+        for name, value in stage["counters"].items():
+            counters[name] = counters.get(name, 0) + value
+    failed = next((s for s in stages if s["status"] == "failed"), None)
+    return {
+        "id": import_id,
+        "status": status.value,
+        "mode": first["params"]["mode"],
+        "counters": counters,
+        "stages": [
+            {"stage": s["stage"], "status": s["status"], "counters": s["counters"]} for s in stages
+        ],
+        "shards": [shard for s in stages for shard in s["shards"]],
+        "shards_done": sum(s.get("shards_done", 0) for s in stages),
+        "error": failed["error"] if failed else None,
+        "failed_key": failed["failed_key"] if failed else None,
+    }
+
+
+class ImportRun:
+    """A handle on an import: combined status of its stages, and wait()."""
+
+    def __init__(self, rt: Runtime, import_id: str):
+        self.rt = rt
+        self.id = import_id
+
+    def status(self) -> dict[str, Any]:
+        return import_status(self.rt, self.id)
+
+    def wait(
+        self,
+        timeout: float | None = None,
+        poll: float = 0.25,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        return wait_until_final(self.status, f"import {self.id}", timeout, poll, progress)
 
 
 def _stage_parts(rt: Runtime, import_id: str, source: str, manifest: Manifest) -> None:
@@ -184,47 +290,3 @@ def _stage_parts(rt: Runtime, import_id: str, source: str, manifest: Manifest) -
         ]
         for start in range(0, len(records), 500):
             txns.put_records(rt, records[start : start + 500])
-
-
-class ImportMapper(Mapper):
-    """Writes the entities of each staged part, their keys moved to this store."""
-
-    KIND = "_MapperImportPart"
-
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        if not isinstance(params.get("import"), str) or not isinstance(params.get("source"), str):
-            raise InvalidJobError(f"ImportMapper needs 'import' and 'source' params: {params}")
-        self.FILTERS = [("import_id", params["import"])]
-        self._moves: dict[Partition, Partition] | None = None
-
-    def decode(self, pb: Any) -> Any:
-        return pb
-
-    def map(self, record: Any) -> tuple[list[Any], list[Any]]:
-        props = record.properties
-        part = PartInfo(
-            path=props["path"].string_value,
-            count=props["count"].integer_value,
-            sha256=props["sha256"].string_value,
-            bytes=props["bytes"].integer_value,
-        )
-        moves = self._partition_moves()
-        entities = []
-        for pb in read_part(self.params["source"], part.path, part):
-            move_partitions(pb, moves)
-            entities.append(pb)
-        self.count("entities", len(entities))
-        return entities, []
-
-    def _partition_moves(self) -> dict[Partition, Partition]:
-        if self._moves is None:
-            if self.runtime is None:
-                raise InvalidJobError("ImportMapper runs only inside a job")
-            spec = ImportSpec(
-                source=self.params["source"],
-                namespace=self.params.get("namespace"),
-                move_project=bool(self.params.get("move_project")),
-            )
-            self._moves = partition_moves(self.runtime, read_manifest(spec.source), spec)
-        return self._moves

@@ -326,16 +326,7 @@ class Job:
         progress: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         """Block until the job is final; returns its last status."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            status = self.status()
-            if progress is not None:
-                progress(status)
-            if JobStatus(status["status"]).is_final:
-                return status
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"job {self.id} still {status['status']} after {timeout}s")
-            time.sleep(poll)
+        return wait_until_final(self.status, f"job {self.id}", timeout, poll, progress)
 
     def abort(self) -> dict[str, Any]:
         return abort_job(self.rt, self.id)
@@ -348,3 +339,23 @@ class Job:
 
     def __repr__(self) -> str:
         return f"<Job {self.id}>"
+
+
+def wait_until_final(
+    fetch: Callable[[], dict[str, Any]],
+    what: str,
+    timeout: float | None = None,
+    poll: float = 0.25,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Poll ``fetch()`` until its ``status`` is final; returns the last status."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        status = fetch()
+        if progress is not None:
+            progress(status)
+        if JobStatus(status["status"]).is_final:
+            return status
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{what} still {status['status']} after {timeout}s")
+        time.sleep(poll)

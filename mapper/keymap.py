@@ -1,0 +1,75 @@
+"""The persisted old -> new key map of an import, looked up and written in batches.
+
+One ``_MapperKeyMap`` entity per dump entity, in the state namespace, named by
+the import id and a hash of the old key. It is written before any entity is,
+so a replayed batch finds its keys already chosen: no second allocation, the
+same new ids. Memory stays flat: callers ask for the keys of one part at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from mapper.store import Entity, Key, Store
+
+KIND = "_MapperKeyMap"
+#: How a dump key got its new key.
+ALLOCATED, NAMED, MERGED, CONFLICT_SKIPPED, OVERWRITE = (
+    "allocated",
+    "named",
+    "merged",
+    "conflict-skipped",
+    "overwrite",
+)
+#: Entities mapped this way are not written: their new key is an existing target entity.
+NOT_WRITTEN = frozenset({MERGED, CONFLICT_SKIPPED})
+
+
+def key_bytes(key: Any) -> bytes:
+    return key.SerializeToString(deterministic=True)
+
+
+class KeyMap:
+    """Old key (as in the dump) -> (new key, how) for one import."""
+
+    def __init__(self, store: Store, state_namespace: str, import_id: str):
+        self.store = store
+        self.namespace = state_namespace
+        self.import_id = import_id
+
+    def record_key(self, old: Any) -> Any:
+        digest = hashlib.sha256(key_bytes(old)).hexdigest()[:40]
+        key = Key()
+        key.partition_id.CopyFrom(self.store.partition(self.namespace))
+        key.path.add(kind=KIND, name=f"{self.import_id}:{digest}")
+        return key
+
+    def lookup(self, olds: Iterable[Any]) -> dict[bytes, tuple[Any, str]]:
+        """{old key bytes: (new key, how)} for the olds already mapped."""
+        by_record = {key_bytes(self.record_key(old)): key_bytes(old) for old in olds}
+        if not by_record:
+            return {}
+        found = self.store.lookup([Key.FromString(r) for r in by_record])
+        result = {}
+        for record_bytes, entity in found.items():
+            props = entity.properties
+            new = Key.FromString(props["new"].blob_value)
+            result[by_record[record_bytes]] = (new, props["how"].string_value)
+        return result
+
+    def record(self, items: Sequence[tuple[Any, Any, str]]) -> None:
+        """Persist ``(old, new, how)`` triples (idempotent: same record keys)."""
+        entities = []
+        for old, new, how in items:
+            entity = Entity()
+            entity.key.CopyFrom(self.record_key(old))
+            entity.properties["old"].blob_value = key_bytes(old)
+            entity.properties["old"].exclude_from_indexes = True
+            entity.properties["new"].blob_value = key_bytes(new)
+            entity.properties["new"].exclude_from_indexes = True
+            entity.properties["how"].string_value = how
+            entity.properties["import"].string_value = self.import_id
+            entities.append(entity)
+        self.store.write(entities, [])
