@@ -82,56 +82,81 @@ def _export_summary(status: dict[str, Any], seconds: float) -> None:
 
 @click.command("import")
 @click.argument("source", metavar="DIR")
-@click.option("--mode", type=click.Choice(["keep"]), required=True, help="keep: same keys.")
+@click.option(
+    "--mode",
+    type=click.Choice(["keep", "remap"]),
+    required=True,
+    help="keep: same keys (restore); remap: new ids, every reference rewritten (merge).",
+)
 @click.option("--namespace", default=None, help="Write every entity into this namespace.")
 @click.option("--move-project", is_flag=True, help="Allow a dump of another project.")
+@click.option("--natural-key", "natural_keys", multiple=True, metavar="KIND=PROP[,PROP]")
+@click.option("--keep-names", is_flag=True, help="Keep key names (the default).")
+@click.option("--rename-names", default=None, metavar="PREFIX", help="Prefix every key name.")
+@click.option("--dangling", type=click.Choice(["keep", "null", "fail"]), default="keep")
+@click.option("--on-conflict", type=click.Choice(["skip", "overwrite", "fail"]), default="skip")
+@click.option("--default", "defaults", multiple=True, metavar="KIND.PROP=VALUE|now|@OTHER")
+@click.option("--rename", "renames", multiple=True, metavar="KIND.OLD=NEW")
+@click.option("--drop", "drops", multiple=True, metavar="KIND.PROP")
 @click.option("--dry-run", is_flag=True, help="Validate and report; write nothing.")
 @click.option("--shards", default=4, show_default=True, type=int)
 @click.option("--batch-size", default=2, show_default=True, type=int, help="Parts a batch.")
-@click.option("--id", "import_id", default=None, help="Client-chosen job id (idempotent).")
-def import_(
-    source: str,
-    mode: str,
-    namespace: str | None,
-    move_project: bool,
-    dry_run: bool,
-    shards: int,
-    batch_size: int,
-    import_id: str | None,
-) -> None:
+@click.option("--id", "import_id", default=None, help="Client-chosen import id (idempotent).")
+def import_(source: str, mode: str, **options: Any) -> None:
     """Import the dump in DIR (validated whole before anything is written)."""
     from mapper.importer import ImportSpec, start_import
+    from mapper.remap_options import RemapOptions, parse_options
 
+    if options.pop("keep_names") and options["rename_names"] is not None:
+        raise click.UsageError("use --keep-names or --rename-names, not both")
+    remap = parse_options(
+        **{k: options.pop(k) for k in ("natural_keys", "rename_names", "dangling", "on_conflict")},
+        **{k: options.pop(k) for k in ("defaults", "renames", "drops")},
+    )
     spec = ImportSpec(
         source=source,
         mode=mode,
-        namespace=namespace,
-        move_project=move_project,
-        dry_run=dry_run,
-        shards=shards,
-        batch_size=batch_size,
-        id=import_id,
+        namespace=options["namespace"],
+        move_project=options["move_project"],
+        dry_run=options["dry_run"],
+        shards=options["shards"],
+        batch_size=options["batch_size"],
+        id=options["import_id"],
+        options=remap if mode == "remap" else RemapOptions(),
     ).validate()
+    if mode == "keep" and remap != RemapOptions():
+        raise click.UsageError("--natural-key, --rename-names ... need --mode remap")
     rt = Runtime(Settings.from_env())
     started = time.monotonic()
     try:
-        plan, job = start_import(rt, spec)
+        plan, run = start_import(rt, spec)
         _print_plan(plan)
-        if job is None:
+        if run is None:
             click.echo("dry run: nothing was written")
             return
-        status = job.wait(progress=Progress(plan["parts"]))
+        status = run.wait(progress=Progress(plan["parts"] * len(run.status()["stages"])))
     finally:
         rt.close()
-    seconds = time.monotonic() - started
-    written = status["counters"].get("put", 0)
+    _import_summary(status, time.monotonic() - started)
+    sys.exit(0 if status["status"] == "succeeded" else 1)
+
+
+def _import_summary(status: dict[str, Any], seconds: float) -> None:
+    counters = status["counters"]
+    written = counters.get("put", 0)
     click.echo(
         f"import {status['id']} {status['status']}: {written} entities written in "
         f"{seconds:.1f}s ({written / max(seconds, 1e-9):,.0f}/s)"
     )
+    if status["mode"] == "remap":
+        keys = ", ".join(
+            f"{how}={counters.get(how, 0)}"
+            for how in ("allocated", "named", "merged", "conflict-skipped", "overwrite")
+        )
+        click.echo(f"  new keys: {keys}; dangling references: {counters.get('dangling', 0)}")
     if status.get("error"):
         click.echo(f"  error: {status['error']}")
-    sys.exit(0 if status["status"] == "succeeded" else 1)
+        click.echo(f"  at key: {status['failed_key']}")
 
 
 def _print_plan(plan: dict[str, Any]) -> None:
@@ -144,3 +169,9 @@ def _print_plan(plan: dict[str, Any]) -> None:
     )
     for kind, count in plan["kinds"].items():
         click.echo(f"  {kind}: {count}")
+    if "remap" in plan:
+        from mapper.remap_plan import summarize
+
+        click.echo("remap plan:")
+        for line in summarize(plan["remap"]):
+            click.echo(line)

@@ -219,3 +219,44 @@ def test_remap_options_are_checked_before_anything_runs():
         parse_options(dangling="drop")
     with pytest.raises(ConfigurationError, match="--mode remap"):
         ImportSpec(source="x", mode="keep", options=parse_options(drops=["A.b"])).validate()
+
+
+def test_dry_run_reports_inserts_merges_conflicts_and_dangling_and_writes_nothing(
+    runtime, namespace, two_sites
+):
+    before = counts(runtime, namespace)
+    spec = ImportSpec(
+        source=two_sites,
+        mode="remap",
+        namespace=namespace,
+        dry_run=True,
+        options=parse_options(natural_keys=["Tag=name"]),
+    )
+    plan, run = start_import(runtime, spec)
+    assert run is None
+    report = plan["remap"]
+    assert report["Tag"]["merges"] == 1 and report["Tag"]["inserts"] == 1
+    assert report["Config"]["conflicts"] == 1
+    assert report["Post"]["dangling"] == 1
+    assert "Author', 99" in report["Post"]["samples"]["dangling"][0]
+    assert report["Author"]["inserts"] == 3 and report["Comment"]["inserts"] == 2
+    assert counts(runtime, namespace) == before
+    from mapper.keymap import KIND as KEYMAP_KIND
+
+    assert runtime.store.run_query(_kind_query(KEYMAP_KIND), namespace).entity_results == []
+
+
+def test_cli_merge_prints_the_plan_and_what_was_remapped(cli, runtime, namespace, two_sites):
+    args = ["import", two_sites, "--mode", "remap", "--namespace", namespace]
+    args += ["--natural-key", "Tag=name", "--shards", "2"]
+    dry = cli(*args, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "remap plan:" in dry.output and "dry run: nothing was written" in dry.output
+    done = cli(*args)
+    assert done.exit_code == 0, done.output
+    assert "succeeded: 10 entities written" in done.output
+    assert "allocated=10, named=0, merged=1, conflict-skipped=1" in done.output
+    assert counts(runtime, namespace) == {"Author": 6, "Tag": 3, "Post": 4, "Config": 1}
+    bad = cli("import", two_sites, "--mode", "keep", "--natural-key", "Tag=name")
+    assert bad.exit_code == 2
+    assert "--mode remap" in bad.output
