@@ -10,8 +10,8 @@ from mapper.export import ExportSpec, start_export
 from mapper.importer import ImportSpec, start_import
 from mapper.messages import SliceTask
 from mapper.remap_options import parse_options
-from tests import sites
-from tests.sites import Author, Config, Post, Tag
+from examples import blog as sites
+from examples.blog import Author, Config, Post, Tag
 
 KINDS = ["Activity", "Author", "Comment", "Config", "Post", "Tag"]
 

@@ -1,4 +1,4 @@
-"""Two sites that grew apart: the fixture of the import-with-remap tests.
+"""Two blog sites that grew apart: the demo's merge and the import-with-remap tests' fixture.
 
 Both sites use the same numeric ids for their authors, posts and comments, so a
 merge must give site B's entities new ids and rewrite every reference to them.
@@ -82,6 +82,34 @@ def seed_site(site: str, tags: tuple[str, ...]) -> None:
                      details=[Detail(note="on a comment", ref=authors[2].key)]),
         ]
     )  # fmt: skip
+
+
+def seed_blog(site: str, tags: tuple[str, ...], posts: int, first_id: int = 1) -> None:
+    """A bigger site for the demo: ``posts`` posts by 20 authors, two comments each.
+
+    Ids start at ``first_id`` in every site, so two sites collide id for id.
+    """
+    authors = ndb.put_multi([Author(id=first_id + i, name=f"{site} author {i}") for i in range(20)])
+    tag_keys = ndb.put_multi([Tag(name=name) for name in tags])
+    Config(id="site", theme=f"{site} theme").put()
+    for start in range(0, posts, 250):
+        batch = range(start, min(posts, start + 250))
+        post_keys = ndb.put_multi(
+            [
+                Post(id=first_id + i, title=f"{site} post {i}", author=authors[i % 20],
+                     tags=[tag_keys[i % len(tag_keys)]],
+                     related=ndb.Key(Post, first_id + (i + 1) % posts))
+                for i in batch
+            ]
+        )  # fmt: skip
+        ndb.put_multi(
+            [
+                Comment(parent=key, id=n, text=f"{site} comment {i}.{n}",
+                        author=authors[(i + n) % 20])
+                for i, key in zip(batch, post_keys, strict=True)
+                for n in (1, 2)
+            ]
+        )  # fmt: skip
 
 
 def label(key: ndb.Key | None) -> Any:
