@@ -61,6 +61,10 @@ class Mapper:
     def finish(self) -> None:
         """Runs once, after every shard has finished."""
 
+    def split_keys(self, shards: int) -> list[Any] | None:
+        """Split keys for ``shards`` ranges when the mapper knows its keys; None: scatter."""
+        return None
+
     # -- helpers for subclasses -------------------------------------------------
 
     def count(self, name: str, value: int = 1) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from mapper.base import Mapper
 from mapper.dumpformat import describe_key
 from mapper.errors import PermanentSliceError
-from mapper.importer import start_next_stage
+from mapper.importer import part_split_keys, start_next_stage
 from mapper.keywalk import move_partitions
 from mapper.remap import (
     ImportStage,
@@ -35,6 +35,10 @@ class _Stage(ImportStage, Mapper):
 
     def finish(self) -> None:
         start_next_stage(self.runtime, self.params)
+
+    def split_keys(self, shards: int) -> list[Any] | None:
+        """The staged part records are named ``{import}:{index}``: split them evenly."""
+        return part_split_keys(self.params, shards)
 
 
 class KeepMapper(_Stage):

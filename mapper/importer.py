@@ -185,6 +185,8 @@ def plan_params(rt: Runtime, spec: ImportSpec, import_id: str, plan: dict[str, A
         "shards": spec.shards,
         "batch_size": spec.batch_size,
         "state_namespace": rt.settings.state_namespace,
+        "state_partition": [rt.settings.project, rt.settings.database],
+        "parts": len(manifest.parts),
     }
 
 
@@ -272,13 +274,35 @@ class ImportRun:
         return wait_until_final(self.status, f"import {self.id}", timeout, poll, progress)
 
 
+def part_key_name(import_id: str, index: int) -> str:
+    return f"{import_id}:{index:06d}"
+
+
+def part_split_keys(params: dict[str, Any], shards: int) -> list[Any]:
+    """Keys of the staged parts at even intervals: ``shards`` ranges of equal part counts."""
+    from mapper.store import Key
+
+    parts = params.get("parts", 0)
+    keys = []
+    for i in range(1, min(shards, parts)):
+        key = Key()
+        key.partition_id.project_id, key.partition_id.database_id = params["state_partition"]
+        key.partition_id.namespace_id = params["state_namespace"]
+        key.path.add(
+            kind=_MapperImportPart._get_kind(),
+            name=part_key_name(params["import"], i * parts // shards),
+        )
+        keys.append(key)
+    return keys
+
+
 def _stage_parts(rt: Runtime, import_id: str, source: str, manifest: Manifest) -> None:
     """One record per part, keyed by the import id: staging twice writes the same records."""
     ns = rt.settings.state_namespace
     with rt.context():
         records = [
             _MapperImportPart(
-                key=ndb.Key(_MapperImportPart, f"{import_id}:{i:06d}", namespace=ns),
+                key=ndb.Key(_MapperImportPart, part_key_name(import_id, i), namespace=ns),
                 import_id=import_id,
                 source=source,
                 path=part.path,

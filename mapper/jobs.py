@@ -28,6 +28,7 @@ from mapper.state import (
 from mapper.store import key_repr
 
 if TYPE_CHECKING:
+    from mapper.base import Mapper
     from mapper.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def start_job(rt: Runtime, spec: JobSpec) -> Job:
     with rt.context():
         job = _create_job_record(rt, job_id, spec)
         if job.job_status == JobStatus.STARTING:
-            _create_shards(rt, job, mapper.kind_name())
+            _create_shards(rt, job, mapper)
         elif job.job_status != JobStatus.RUNNING:
             return Job(rt, job_id)
         for index in range(len(job.ranges)):
@@ -86,10 +87,12 @@ def _create_job_record(rt: Runtime, job_id: str, spec: JobSpec) -> _MapperJob:
     return txns.run_in_transaction(rt, fn)
 
 
-def _create_shards(rt: Runtime, job: _MapperJob, kind: str) -> None:
+def _create_shards(rt: Runtime, job: _MapperJob, mapper: Mapper) -> None:
     ns = rt.settings.state_namespace
     if not job.ranges:
-        ranges, how = split_ranges(rt.store, kind, job.namespace, job.shards_requested)
+        given = mapper.split_keys(job.shards_requested)
+        kind, shards = mapper.kind_name(), job.shards_requested
+        ranges, how = split_ranges(rt.store, kind, job.namespace, shards, given)
         job.ranges = [[r[0].hex() if r[0] else None, r[1].hex() if r[1] else None] for r in ranges]
         job.split = how
         txns.run_in_transaction(rt, lambda t: t.put(job))

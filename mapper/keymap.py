@@ -1,9 +1,10 @@
 """The persisted old -> new key map of an import, looked up and written in batches.
 
 One ``_MapperKeyMap`` entity per dump entity, in the state namespace, named by
-the import id and a hash of the old key. It is written before any entity is,
-so a replayed batch finds its keys already chosen: no second allocation, the
-same new ids. Memory stays flat: callers ask for the keys of one part at a time.
+the import id and a hash of the old key, read by key only (nothing indexed).
+It is written before any entity is, so a replayed batch finds its keys already
+chosen: no second allocation, the same new ids. Memory stays flat: callers ask
+for the keys of one part at a time.
 """
 
 from __future__ import annotations
@@ -70,6 +71,6 @@ class KeyMap:
             entity.properties["new"].blob_value = key_bytes(new)
             entity.properties["new"].exclude_from_indexes = True
             entity.properties["how"].string_value = how
-            entity.properties["import"].string_value = self.import_id
+            entity.properties["how"].exclude_from_indexes = True
             entities.append(entity)
         self.store.write(entities, [])

@@ -17,10 +17,20 @@ OVERSAMPLE = 32
 Range = tuple[bytes | None, bytes | None]
 
 
-def split_ranges(store: Store, kind: str, namespace: str, shards: int) -> tuple[list[Range], str]:
-    """Up to ``shards`` disjoint key ranges covering ``kind``, and how they were made."""
+def split_ranges(
+    store: Store, kind: str, namespace: str, shards: int, given: list[Any] | None = None
+) -> tuple[list[Range], str]:
+    """Up to ``shards`` disjoint key ranges covering ``kind``, and how they were made.
+
+    ``given`` split keys (a mapper that knows its keys) replace the scatter sample.
+    """
     if shards <= 1:
         return [(None, None)], "single range (1 shard requested)"
+    if given:
+        points = pick_split_points(given, min(shards, len(given) + 1))
+        bounds: list[bytes | None] = [None, *[key_to_bytes(p) for p in points], None]
+        ranges = [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+        return ranges, f"split keys given by the mapper -> {len(ranges)} ranges"
     samples = scatter_sample(store, kind, namespace, shards * OVERSAMPLE)
     points = pick_split_points(samples, shards)
     if not points:
@@ -28,7 +38,7 @@ def split_ranges(store: Store, kind: str, namespace: str, shards: int) -> tuple[
             f"single range: __scatter__ returned {len(samples)} sample keys "
             "(empty kind, or a store without __scatter__ such as the Firestore emulator)"
         )
-    bounds: list[bytes | None] = [None, *[key_to_bytes(p) for p in points], None]
+    bounds = [None, *[key_to_bytes(p) for p in points], None]
     ranges = [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
     return ranges, f"__scatter__: {len(samples)} samples -> {len(ranges)} ranges"
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from google.cloud import ndb
 
+from examples import blog as sites
+from examples.blog import Author, Config, Post, Tag
 from mapper.errors import ConfigurationError
 from mapper.export import ExportSpec, start_export
 from mapper.importer import ImportSpec, start_import
 from mapper.messages import SliceTask
 from mapper.remap_options import parse_options
-from examples import blog as sites
-from examples.blog import Author, Config, Post, Tag
 
 KINDS = ["Activity", "Author", "Comment", "Config", "Post", "Tag"]
 

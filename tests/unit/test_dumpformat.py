@@ -24,6 +24,7 @@ from mapper.dumpformat import (
     Manifest,
     PartInfo,
     decode_entity,
+    decode_strict,
     encode_entity,
     open_dump_store,
     part_relpath,
@@ -627,3 +628,34 @@ def test_gs_url_names_files_under_its_prefix() -> None:
     assert isinstance(store, dumpformat.GcsDumpStore)
     assert store.location() == "gs://bucket/dumps/2024"
     assert store.location("a/b.jsonl.gz") == "gs://bucket/dumps/2024/a/b.jsonl.gz"
+
+
+def test_fast_decoder_gives_the_strict_parsers_message() -> None:
+    values = [pb for e in ALL for pb in [e, *(v.entity_value for v in e.properties.values())]]
+    for pb in values:
+        if not pb.HasField("key"):
+            continue
+        line = encode_entity(pb)
+        assert exact_bytes(decode_entity(line)) == exact_bytes(decode_strict(line))
+
+
+def test_fast_decoder_hands_anything_unexpected_to_the_strict_parser() -> None:
+    with pytest.raises(DumpFormatError, match="not a Datastore entity"):
+        decode_entity(b'{"key": {"path": [{"kind": "A", "id": "1"}]}, "bogus": 1}')
+    template = b'{"key":{"path":[{"kind":"A","id":"1"}]},"properties":{"i":%s}}'
+    for value in (b'{"integerValue":"1_000"}', b'{"integerValue":" 12"}', b'{"integerValue":1.5}',
+                  b'{"integerValue":true}', b'{"integerValue":"1","stringValue":"x"}',
+                  b'{"arrayValue":{"values":"ab"}}', b'{"booleanValue":1}'):  # fmt: skip
+        line = template % value
+        try:
+            expected = exact_bytes(decode_strict(line))
+        except DumpFormatError as refusal:
+            with pytest.raises(DumpFormatError) as error:
+                decode_entity(line)
+            assert str(error.value) == str(refusal)
+        else:
+            assert exact_bytes(decode_entity(line)) == expected
+    with pytest.raises(DumpFormatError, match="duplicate key"):
+        decode_entity(b'{"key":{"path":[{"kind":"A","id":"1"}]},"key":{"path":[]}}')
+    odd = b'{"key":{"path":[{"kind":"A","id":"1"}]},"properties":{"d":{"doubleValue":"NaN"}}}'
+    assert math.isnan(decode_entity(odd).properties["d"].double_value)
