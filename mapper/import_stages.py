@@ -7,7 +7,7 @@ from typing import Any
 from mapper.base import Mapper
 from mapper.dumpformat import describe_key
 from mapper.errors import PermanentSliceError
-from mapper.importer import part_split_keys, start_next_stage
+from mapper.importer import part_index, part_split_keys, start_next_stage
 from mapper.keywalk import move_partitions
 from mapper.remap import (
     ImportStage,
@@ -58,7 +58,7 @@ class MapKeysMapper(_Stage):
     def map(self, record: Any) -> None:
         depth = self.params["depth"]
         entities = [e for e in self.part_entities(record) if len(e.key.path) == depth]
-        choose_keys(self, entities, self.count)
+        choose_keys(self, part_index(record), entities, self.count)
 
 
 class CheckRefsMapper(_Stage):
@@ -86,4 +86,4 @@ class WriteRemappedMapper(_Stage):
     """Remap stage 3: the entities with every key rewritten through the key map."""
 
     def map(self, record: Any) -> tuple[list[Any], list[Any]]:
-        return rewrite(self, list(self.part_entities(record)), self.count), []
+        return rewrite(self, part_index(record), list(self.part_entities(record)), self.count), []

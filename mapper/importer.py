@@ -278,6 +278,11 @@ def part_key_name(import_id: str, index: int) -> str:
     return f"{import_id}:{index:06d}"
 
 
+def part_index(record: Any) -> int:
+    """The index of a staged part record (raw entity), from its key name."""
+    return int(record.key.path[-1].name.rpartition(":")[2])
+
+
 def part_split_keys(params: dict[str, Any], shards: int) -> list[Any]:
     """Keys of the staged parts at even intervals: ``shards`` ranges of equal part counts."""
     from mapper.store import Key

@@ -16,6 +16,8 @@ from typing import Any
 from mapper.store import Entity, Key, Store
 
 KIND = "_MapperKeyMap"
+#: One record per (staged part, key depth): the part's choices, in the part's order.
+PART_KIND = "_MapperKeyMapPart"
 #: How a dump key got its new key.
 ALLOCATED, NAMED, MERGED, CONFLICT_SKIPPED, OVERWRITE = (
     "allocated",
@@ -74,3 +76,46 @@ class KeyMap:
             entity.properties["how"].exclude_from_indexes = True
             entities.append(entity)
         self.store.write(entities, [])
+
+    # -- per part: what a batch reads back for its own entities ----------------------
+
+    def part_record_key(self, part: int, depth: int) -> Any:
+        key = Key()
+        key.partition_id.CopyFrom(self.store.partition(self.namespace))
+        key.path.add(kind=PART_KIND, name=f"{self.import_id}:{part:06d}:{depth}")
+        return key
+
+    def record_part(self, part: int, depth: int, items: Sequence[tuple[Any, Any, str]]) -> None:
+        """Persist one part's choices at one depth in a single record (written first)."""
+        entity = Entity()
+        entity.key.CopyFrom(self.part_record_key(part, depth))
+        pairs = entity.properties["pairs"].array_value
+        pairs.SetInParent()
+        for old, new, how in items:
+            value = pairs.values.add()
+            value.exclude_from_indexes = True
+            pair = value.entity_value.properties
+            pair["old"].key_value.CopyFrom(old)
+            pair["new"].key_value.CopyFrom(new)
+            pair["how"].string_value = how
+            for name in ("old", "new", "how"):
+                pair[name].exclude_from_indexes = True
+        self.store.write([entity], [])
+
+    def lookup_parts(
+        self, wanted: Iterable[tuple[int, int]]
+    ) -> dict[tuple[int, int], list[tuple[Any, Any, str]]]:
+        """{(part, depth): [(old, new, how), ...]} for the parts already mapped at a depth."""
+        by_record = {key_bytes(self.part_record_key(p, d)): (p, d) for p, d in wanted}
+        found = self.store.lookup([Key.FromString(r) for r in by_record]) if by_record else {}
+        result = {}
+        for record_bytes, entity in found.items():
+            result[by_record[record_bytes]] = [
+                (
+                    v.entity_value.properties["old"].key_value,
+                    v.entity_value.properties["new"].key_value,
+                    v.entity_value.properties["how"].string_value,
+                )
+                for v in entity.properties["pairs"].array_value.values
+            ]
+        return result

@@ -84,18 +84,37 @@ class ImportStage:
 # -- stage 1: choose new keys ------------------------------------------------------------
 
 
-def choose_keys(stage: ImportStage, entities: list[Any], count: Callable[..., None]) -> None:
-    """Map every not-yet-mapped entity of ``entities`` (all of one depth) and persist it."""
-    rt, options, keymap = stage.runtime, stage.options, stage.keymap()
-    done = keymap.lookup(e.key for e in entities)
-    todo = [e for e in entities if key_bytes(e.key) not in done]
-    if not todo:
+def choose_keys(
+    stage: ImportStage, part: int, entities: list[Any], count: Callable[..., None]
+) -> None:
+    """Map the entities of one part at one depth and persist the choices.
+
+    The part's record is written first, then one record per entity (for other
+    parts' references). A replay finds the part record and rewrites the same
+    per-entity records: no second allocation, the same new ids.
+    """
+    if not entities:
         return
-    parents = keymap.lookup(parent_key(e.key) for e in todo if len(e.key.path) > 1)
+    rt, keymap, depth = stage.runtime, stage.keymap(), len(entities[0].key.path)
+    chosen = keymap.lookup_parts([(part, depth)]).get((part, depth))
+    if chosen is None:
+        chosen = _choose(stage, entities)
+        rt.fault("after_allocate", import_id=stage.params["import"])
+        keymap.record_part(part, depth, chosen)
+    keymap.record(chosen)
+    rt.fault("after_map_write", import_id=stage.params["import"])
+    for _, _, how in chosen:
+        count(how)
+
+
+def _choose(stage: ImportStage, entities: list[Any]) -> list[tuple[Any, Any, str]]:
+    """New keys for ``entities``: natural-key match, name (kept or prefixed), or a new id."""
+    options, keymap = stage.options, stage.keymap()
+    parents = keymap.lookup(parent_key(e.key) for e in entities if len(e.key.path) > 1)
     chosen: list[tuple[Any, Any, str]] = []
     named: list[tuple[Any, Any]] = []
     to_allocate: list[tuple[Any, Any]] = []
-    for entity in todo:
+    for entity in entities:
         new = _under_parent(stage, entity.key, parents)
         element = new.path[-1]
         match = natural_match(stage, entity, new)
@@ -109,14 +128,10 @@ def choose_keys(stage: ImportStage, entities: list[Any], count: Callable[..., No
             to_allocate.append((entity.key, new))
     chosen += _resolve_names(stage, named)
     if to_allocate:
-        allocated = rt.store.allocate_ids([new for _, new in to_allocate])
+        allocated = stage.runtime.store.allocate_ids([new for _, new in to_allocate])
         olds = [old for old, _ in to_allocate]
         chosen += [(old, new, ALLOCATED) for old, new in zip(olds, allocated, strict=True)]
-    rt.fault("after_allocate", import_id=stage.params["import"])
-    keymap.record(chosen)
-    rt.fault("after_map_write", import_id=stage.params["import"])
-    for _, _, how in chosen:
-        count(how)
+    return chosen
 
 
 def parent_key(key: Any) -> Any:
@@ -225,8 +240,13 @@ def _embedded(value: Any) -> Iterator[Any]:
         yield from embedded_keys(value.entity_value)
 
 
-def dangling(stage: ImportStage, entities: list[Any]) -> tuple[dict[bytes, Any], set[bytes]]:
-    """(mapped references, dangling references) of ``entities``, by old key bytes."""
+def dangling(
+    stage: ImportStage, entities: list[Any], known: dict[bytes, tuple[Any, str]] | None = None
+) -> tuple[dict[bytes, Any], set[bytes]]:
+    """(mapped references, dangling references) of ``entities``, by old key bytes.
+
+    ``known`` mappings (the part's own, say) are not looked up again.
+    """
     refs = {
         key_bytes(v.key_value): v.key_value
         for e in entities
@@ -237,7 +257,9 @@ def dangling(stage: ImportStage, entities: list[Any]) -> tuple[dict[bytes, Any],
         key_bytes(p): p for p in (parent_key(e.key) for e in entities if len(e.key.path) > 1)
     }
     wanted = {**refs, **parents, **{key_bytes(k): k for e in entities for k in embedded_keys(e)}}
-    mapped = stage.keymap().lookup(wanted.values())
+    known = known or {}
+    mapped = {b: known[b] for b in wanted if b in known}
+    mapped |= stage.keymap().lookup(k for b, k in wanted.items() if b not in known)
     unmapped = {b: k for b, k in wanted.items() if b not in mapped}
     in_target = stage.runtime.store.lookup([stage.moved(k) for k in unmapped.values()])
     missing = {b for b, k in unmapped.items() if key_bytes(stage.moved(k)) not in in_target}
@@ -247,10 +269,14 @@ def dangling(stage: ImportStage, entities: list[Any]) -> tuple[dict[bytes, Any],
 # -- stage 3: write ------------------------------------------------------------------
 
 
-def rewrite(stage: ImportStage, entities: list[Any], count: Callable[..., None]) -> list[Any]:
+def rewrite(
+    stage: ImportStage, part: int, entities: list[Any], count: Callable[..., None]
+) -> list[Any]:
     """The entities to put, keys rewritten through the key map, schema drift applied."""
-    own = stage.keymap().lookup(e.key for e in entities)
-    mapped, missing = dangling(stage, entities)
+    depths = {len(e.key.path) for e in entities}
+    records = stage.keymap().lookup_parts([(part, d) for d in depths])
+    own = {key_bytes(old): (new, how) for pairs in records.values() for old, new, how in pairs}
+    mapped, missing = dangling(stage, entities, known=own)
     puts = []
     for entity in entities:
         entry = own.get(key_bytes(entity.key))
