@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import http.server
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import flask
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from google.auth import crypt, jwt
 
 from handlers.auth import (
     GOOGLE_CERTS_URL,
@@ -26,91 +22,18 @@ from handlers.auth import (
 )
 from mapper.errors import MapperError
 from mapper.settings import Settings
-
-TASK_URL = "https://mapper.example.com"
-TASK_SA = "tasks@demo.iam.gserviceaccount.com"
-ADMIN = "admin@example.com"
-IAP_AUDIENCE = "/projects/123/apps/demo"
-
-
-def _rsa_key() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
-
-
-def _ec_key() -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
-
-
-GOOGLE_PRIVATE, GOOGLE_PUBLIC = _rsa_key()
-OTHER_PRIVATE, _ = _rsa_key()
-IAP_PRIVATE, IAP_PUBLIC = _ec_key()
-CERTS = {GOOGLE_CERTS_URL: {"google-kid": GOOGLE_PUBLIC}, IAP_CERTS_URL: {"iap-kid": IAP_PUBLIC}}
-
-
-class LocalCerts:
-    """Serves the locally generated public keys and records which URLs were asked for."""
-
-    def __init__(self) -> None:
-        self.urls: list[str] = []
-
-    def __call__(self, url: str) -> Mapping[str, str]:
-        self.urls.append(url)
-        return CERTS[url]
-
-
-def google_token(private: str = GOOGLE_PRIVATE, kid: str = "google-kid", **claims: Any) -> str:
-    now = int(time.time())
-    payload = {
-        "iss": "https://accounts.google.com",
-        "aud": TASK_URL,
-        "email": TASK_SA,
-        "email_verified": True,
-        "sub": "1234567890",
-        "iat": now,
-        "exp": now + 3600,
-    }
-    payload.update(claims)
-    return jwt.encode(crypt.RSASigner.from_string(private, kid), payload).decode()
-
-
-def iap_assertion(**claims: Any) -> str:
-    now = int(time.time())
-    payload = {
-        "iss": "https://cloud.google.com/iap",
-        "aud": IAP_AUDIENCE,
-        "email": ADMIN,
-        "sub": "accounts.google.com:42",
-        "iat": now,
-        "exp": now + 600,
-    }
-    payload.update(claims)
-    return jwt.encode(crypt.ES256Signer.from_string(IAP_PRIVATE, "iap-kid"), payload).decode()
-
-
-def _b64(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+from tests.tokens import (
+    ADMIN,
+    GOOGLE_PUBLIC,
+    IAP_AUDIENCE,
+    OTHER_PRIVATE,
+    TASK_SA,
+    TASK_URL,
+    LocalCerts,
+    b64,
+    google_token,
+    iap_assertion,
+)
 
 
 def settings_for(**overrides: Any) -> Settings:
@@ -238,7 +161,7 @@ def test_unsigned_alg_none_token_is_403(app: App) -> None:
     now = int(time.time())
     claims = {"iss": "https://accounts.google.com", "aud": TASK_URL, "email": TASK_SA,
               "email_verified": True, "iat": now, "exp": now + 3600}  # fmt: skip
-    token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
+    token = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}."
     assert app.task(bearer(token)) == 403
     assert "algorithm 'none'" in app.error
     assert app.calls == []
@@ -246,7 +169,7 @@ def test_unsigned_alg_none_token_is_403(app: App) -> None:
 
 def test_token_with_garbage_signature_is_403(app: App) -> None:
     header, payload, _ = google_token().split(".")
-    assert app.task(bearer(f"{header}.{payload}.{_b64({'not': 'a signature'})}")) == 403
+    assert app.task(bearer(f"{header}.{payload}.{b64({'not': 'a signature'})}")) == 403
     assert "signature" in app.error
     assert app.task(bearer("not-a-jwt-at-all")) == 403
     assert app.calls == []

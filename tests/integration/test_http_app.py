@@ -1,0 +1,205 @@
+"""The Flask app against the emulator: job API, task endpoints, status codes, auth refusals."""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+import pytest
+
+from handlers import create_app
+from mapper.dispatch.base import Dispatcher
+from mapper.errors import ConfigurationError
+from mapper.faults import FaultPlan
+from mapper.messages import SliceTask, task_to_json
+from mapper.runtime import Runtime
+from tests.mappers import Person
+from tests.tokens import TASK_SA, TASK_URL, LocalCerts, google_token
+
+TOUCH = "tests.mappers:TouchPeople"
+
+
+class RecordingDispatcher(Dispatcher):
+    """Records what would be enqueued; runs nothing (for requests that must change nothing)."""
+
+    in_process = False
+
+    def __init__(self) -> None:
+        self.enqueued: list[Any] = []
+
+    def enqueue(self, task: Any, delay: float = 0.0) -> bool:
+        self.enqueued.append(task)
+        return True
+
+
+@pytest.fixture
+def client(runtime):
+    app = create_app(runtime=runtime.__class__(runtime.settings.replace(auth="off")))
+    yield app.test_client()
+    app.extensions["mapper.runtime"].close()
+
+
+def test_post_jobs_starts_a_job_and_get_shows_it_succeeded_with_counters(client, namespace, seed):
+    seed(300)
+    reply = client.post(
+        "/_mapper/jobs", json={"mapper": TOUCH, "namespace": namespace, "shards": 2, "id": "j1"}
+    )
+    assert reply.status_code == 200, reply.json
+    assert reply.json == {"id": "j1"}
+    status = wait_for(client, "j1")
+    assert status["status"] == "succeeded"
+    assert status["counters"] == {"processed": 300, "put": 300, "deleted": 0}
+    assert sum(s["counters"]["processed"] for s in status["shards"]) == 300
+    listed = client.get("/_mapper/jobs").json["jobs"]
+    assert [j["id"] for j in listed] == ["j1"]
+
+
+def test_the_same_client_chosen_id_twice_starts_one_job(client, namespace, seed, people):
+    seed(50)
+    body = {"mapper": TOUCH, "namespace": namespace, "id": "once"}
+    assert client.post("/_mapper/jobs", json=body).json == {"id": "once"}
+    wait_for(client, "once")
+    assert client.post("/_mapper/jobs", json=body).json == {"id": "once"}
+    assert collections.Counter(p.touched for p in people()) == {1: 50}
+
+
+def test_errors_are_json_with_4xx_codes(client, namespace):
+    bad = client.post("/_mapper/jobs", json={"mapper": "tests.mappers:Nope"})
+    assert bad.status_code == 400 and "Nope" in bad.json["error"]
+    assert client.post("/_mapper/jobs", data="not json").status_code == 400
+    missing = client.get("/_mapper/jobs/no-such-job")
+    assert missing.status_code == 404 and "no-such-job" in missing.json["error"]
+    client.post("/_mapper/jobs", json={"mapper": TOUCH, "namespace": namespace, "id": "done"})
+    wait_for(client, "done")
+    again = client.post("/_mapper/jobs/done/pause")
+    assert again.status_code == 409 and "succeeded" in again.json["error"]
+    assert client.post("/_mapper/jobs/done/explode").status_code == 404
+
+
+def test_slice_endpoint_answers_stale_2xx_future_503_and_bad_bodies_400(client, namespace, seed):
+    seed(20)
+    client.post("/_mapper/jobs", json={"mapper": TOUCH, "namespace": namespace, "id": "s"})
+    before = wait_for(client, "s")
+    stale = client.post("/_mapper/tasks/slice", data=task_to_json(SliceTask("s", 0, 0, 0)))
+    assert stale.status_code == 200
+    future = client.post("/_mapper/tasks/slice", data=task_to_json(SliceTask("s", 0, 9, 0)))
+    assert future.status_code == 503 and "Retry-After" in future.headers
+    assert client.post("/_mapper/tasks/slice", data=b"{").status_code == 400
+    assert client.get("/_mapper/jobs/s").json["counters"] == before["counters"]
+
+
+def test_start_task_endpoint_starts_a_job_from_a_task_body(client, namespace, seed):
+    seed(10)
+    body = {"mapper": TOUCH, "namespace": namespace, "id": "from-task"}
+    assert client.post("/_mapper/tasks/start", json=body).json == {"id": "from-task"}
+    assert wait_for(client, "from-task")["counters"]["processed"] == 10
+
+
+def test_export_and_import_start_through_the_jobs_api(client, namespace, seed, tmp_path, runtime):
+    seed(40)
+    out = str(tmp_path / "dump")
+    body = {"mapper": "export", "params": {"out": out, "kinds": ["Person"]}, "namespace": namespace}
+    exported = client.post("/_mapper/jobs", json=body).json
+    status = wait_for(client, exported["id"])
+    assert status["kind"] == "export" and status["counters"]["processed"] == 40
+    target = namespace + "r"
+    body = {"mapper": "import", "params": {"source": out, "mode": "keep"}, "namespace": target}
+    imported = client.post("/_mapper/jobs", json=body).json
+    assert imported["plan"]["entities"] == 40
+    assert wait_for(client, imported["id"])["counters"]["put"] == 40
+    with runtime.context(target):
+        assert Person.query().count() == 40
+
+
+def wait_for(client, job_id, timeout=60.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        status = client.get(f"/_mapper/jobs/{job_id}").json
+        if status["status"] in ("succeeded", "failed", "aborted"):
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)
+
+
+# -- authentication: refused requests touch nothing -------------------------------------
+
+
+@pytest.fixture
+def guarded(settings):
+    """An app with OIDC auth on, whose store and dispatcher record every use."""
+    faults = FaultPlan()
+    dispatcher = RecordingDispatcher()
+    secured = settings.replace(
+        auth="oidc", task_url=TASK_URL + "/", task_service_account=TASK_SA,
+        admin_emails=("admin@example.com",), queue="projects/demo/locations/l/queues/q",
+    )  # fmt: skip
+    runtime = Runtime(secured, dispatcher=dispatcher, faults=faults)
+    app = create_app(runtime=runtime, verifier=_verifier())
+    yield app.test_client(), faults, dispatcher
+    runtime.close()
+
+
+def _verifier():
+    from handlers.auth import Verifier
+
+    return Verifier(certs=LocalCerts())
+
+
+REFUSED = {
+    "no credentials": ({}, 401),
+    "forged App Engine header off App Engine": ({"X-AppEngine-QueueName": "mapper"}, 401),
+    "Cloud Tasks headers alone": (
+        {"X-CloudTasks-QueueName": "mapper", "X-CloudTasks-TaskName": "t1"},
+        401,
+    ),
+    "wrong audience": ({"Authorization": "Bearer " + google_token(aud="https://evil")}, 403),
+    "expired": ({"Authorization": "Bearer " + google_token(exp=1, iat=0)}, 403),
+    "wrong email": ({"Authorization": "Bearer " + google_token(email="x@evil.com")}, 403),
+    "unsigned": ({"Authorization": "Bearer " + google_token().rsplit(".", 1)[0] + "."}, 403),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+@pytest.mark.parametrize(
+    "path",
+    ["/_mapper/tasks/slice", "/_mapper/tasks/finalize", "/_mapper/tasks/start", "/_mapper/jobs"],
+)
+def test_refused_requests_get_401_or_403_and_cause_no_read_write_or_enqueue(
+    guarded, namespace, case, path
+):
+    client, faults, dispatcher = guarded
+    headers, code = REFUSED[case]
+    body = {"mapper": TOUCH, "namespace": namespace, "id": "nope"}
+    if path.endswith(("slice", "finalize")):
+        body = {"kind": path.rsplit("/", 1)[1], "job_id": "nope", "shard": 0, "slice": 0}
+        if path.endswith("finalize"):
+            body = {"kind": "finalize", "job_id": "nope"}
+    reply = client.post(path, json=body, headers=headers)
+    assert reply.status_code == code, reply.json
+    assert not [point for point in faults.hits if point.startswith("rpc:")]
+    assert dispatcher.enqueued == []
+
+
+def test_a_genuine_task_token_is_let_through(guarded, namespace, seed):
+    client, faults, dispatcher = guarded
+    token = google_token()
+    body = {"mapper": TOUCH, "namespace": namespace, "id": "genuine"}
+    reply = client.post(
+        "/_mapper/tasks/start", json=body, headers={"Authorization": "Bearer " + token}
+    )
+    assert reply.status_code == 200, reply.json
+    assert [t.job_id for t in dispatcher.enqueued] == ["genuine"]
+    # An admin token from the allow-list reads it; the task service account may not.
+    admin = google_token(email="admin@example.com")
+    read = client.get("/_mapper/jobs/genuine", headers={"Authorization": "Bearer " + admin})
+    assert read.status_code == 200 and read.json["id"] == "genuine"
+    assert (
+        client.get("/_mapper/jobs", headers={"Authorization": "Bearer " + token}).status_code == 403
+    )
+
+
+def test_auth_off_is_refused_at_start_up_on_app_engine(settings):
+    with pytest.raises(ConfigurationError, match="refused on App Engine"):
+        create_app(settings.replace(auth="off", on_app_engine=True))
