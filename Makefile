@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint demo clean
+.PHONY: venv test lint demo serve bench clean
 
 venv: $(STAMP)
 
@@ -15,8 +15,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-test: venv
-	$(VENV)/bin/ruff check mapper handlers tests
+# The status-page tests drive Debian's Chromium; installed when missing (needs root).
+BROWSER := /usr/bin/chromium /usr/bin/chromedriver
+$(BROWSER):
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
+	  || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver) \
+	  || { echo "need Chromium: apt-get install chromium chromium-driver"; exit 1; }
+
+test: venv $(BROWSER)
+	$(VENV)/bin/ruff check mapper handlers tests bench examples main.py
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
 lint: venv
@@ -26,6 +33,10 @@ lint: venv
 
 demo: venv
 	$(PY) -m examples.demo
+
+# Datastore emulator + Cloud Tasks emulator + the app on :8080 (auth off); Ctrl-C stops all.
+serve: venv
+	$(PY) -m handlers.serve --port $(or $(PORT),8080)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,136 @@
+"""End to end: one POST starts a job; the Cloud Tasks emulator delivers every slice to the app."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from google.cloud import datastore
+from werkzeug.serving import make_server
+
+from handlers import create_app
+from mapper.dispatch.cloudtasks import CloudTasksDispatcher
+from mapper.emulator import free_port
+from mapper.messages import SliceTask
+from mapper.settings import Settings
+from mapper.tasks_emulator import DEFAULT_QUEUE, TasksEmulator, start_tasks_emulator
+
+ENTITIES = 20_000
+
+
+@pytest.fixture(scope="module")
+def app_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def tasks_emulator(app_port: int) -> Iterator[TasksEmulator]:
+    with start_tasks_emulator(queue=DEFAULT_QUEUE, target_port=app_port) as running:
+        yield running
+
+
+class ServedApp:
+    """The Flask app on a real port, in a thread, as the emulator's delivery target."""
+
+    def __init__(self, settings: Settings, port: int):
+        self.app = create_app(settings)
+        self.url = f"http://127.0.0.1:{port}"
+        self._server = make_server("127.0.0.1", port, self.app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.post(self.url + path, timeout=30, **kwargs)
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(self.url + path, timeout=30)
+
+    def wait(self, job_id: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.get(f"/_mapper/jobs/{job_id}").json()
+            if status["status"] in ("succeeded", "failed", "aborted"):
+                return status
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self.app.extensions["mapper.runtime"].close()
+
+
+@pytest.fixture
+def served(settings, tasks_emulator, app_port) -> Iterator[ServedApp]:
+    app_settings = settings.replace(
+        auth="off",
+        queue=tasks_emulator.queue,
+        tasks_emulator_host=tasks_emulator.host,
+        slice_seconds=3.0,
+        lease_seconds=10.0,
+    )
+    served = ServedApp(app_settings, app_port)
+    yield served
+    served.close()
+
+
+def seed(client: datastore.Client, n: int) -> None:
+    for start in range(0, n, 500):
+        batch = []
+        for i in range(start, min(n, start + 500)):
+            entity = datastore.Entity(client.key("Person"))
+            entity.update({"name": f"p{i:05d}", "active": True, "touched": 0})
+            batch.append(entity)
+        client.put_multi(batch)
+
+
+def touched(client: datastore.Client) -> collections.Counter[int]:
+    query = client.query(kind="Person")
+    query.projection = ["touched"]
+    return collections.Counter(e["touched"] for e in query.fetch())
+
+
+def test_one_post_runs_a_4_shard_20k_job_through_the_tasks_emulator(
+    served, namespace, datastore_client, emulator
+):
+    seed(datastore_client, ENTITIES)
+    body = {"mapper": "tests.mappers:TouchPeople", "namespace": namespace, "shards": 4,
+            "batch_size": 500, "id": "e2e"}  # fmt: skip
+    reply = served.post("/_mapper/jobs", json=body)
+    assert reply.status_code == 200 and reply.json() == {"id": "e2e"}
+
+    status = served.wait("e2e", timeout=240)
+
+    assert status["status"] == "succeeded", status
+    assert status["counters"] == {"processed": ENTITIES, "put": ENTITIES, "deleted": 0}
+    shards = status["shards"]
+    assert len(shards) == (4 if emulator.supports_scatter else 1)
+    assert all(s["status"] == "done" and s["counters"]["processed"] > 0 for s in shards)
+    assert sum(s["counters"]["processed"] for s in shards) == ENTITIES
+    assert touched(datastore_client) == {1: ENTITIES}
+
+
+def test_duplicated_tasks_change_nothing(served, namespace, datastore_client, tasks_emulator):
+    seed(datastore_client, 2_000)
+    body = {"mapper": "tests.mappers:TouchPeople", "namespace": namespace, "shards": 2,
+            "batch_size": 200, "id": "dup"}  # fmt: skip
+    served.post("/_mapper/jobs", json=body)
+    # The emulator does not de-duplicate names: every first slice arrives twice more.
+    dispatcher = CloudTasksDispatcher(served.app.extensions["mapper.runtime"].settings)
+    for shard in range(2):
+        for _ in range(2):
+            assert dispatcher.enqueue(SliceTask("dup", shard, 0, 0)) is True
+    status = served.wait("dup", timeout=120)
+    # Late duplicates of the finished job are stale: still no second touch.
+    for shard in range(2):
+        dispatcher.enqueue(SliceTask("dup", shard, 1, 0))
+    time.sleep(1.0)
+    assert status["status"] == "succeeded"
+    assert served.get("/_mapper/jobs/dup").json()["counters"]["processed"] == 2_000
+    assert touched(datastore_client) == {1: 2_000}
+    dispatcher.close()

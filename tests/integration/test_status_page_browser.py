@@ -1,0 +1,98 @@
+"""The status page, loaded in real headless Chromium (Debian's chromium + chromedriver)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from werkzeug.serving import make_server
+
+from handlers import create_app
+from mapper.emulator import free_port
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.fail(
+            "Chromium is missing: apt-get install chromium chromium-driver (make test does)"
+        )
+    profile = tempfile.mkdtemp(prefix="mapper-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", f"--user-data-dir={profile}"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def served(settings) -> Iterator[str]:
+    app = create_app(settings.replace(auth="off"))
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    server.shutdown()
+    app.extensions["mapper.runtime"].close()
+
+
+def run_job(url: str, body: dict) -> None:
+    requests.post(f"{url}/_mapper/jobs", json=body, timeout=30).raise_for_status()
+    deadline = time.monotonic() + 60
+    while requests.get(f"{url}/_mapper/jobs/{body['id']}", timeout=30).json()["status"] not in (
+        "succeeded",
+        "failed",
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def test_status_page_shows_jobs_shards_counters_and_errors(browser, served, namespace, seed):
+    seed(120)
+    run_job(served, {"mapper": "tests.mappers:TouchPeople", "namespace": namespace,
+                     "shards": 2, "id": "page-ok"})  # fmt: skip
+    run_job(served, {"mapper": "tests.mappers:Poison", "namespace": namespace,
+                     "params": {"poison": "p00042"}, "id": "page-bad"})  # fmt: skip
+
+    browser.get(f"{served}/_mapper/")
+
+    assert browser.title == "mapper jobs"
+    ok = browser.find_element(By.ID, "job-page-ok")
+    assert ok.find_element(By.CSS_SELECTOR, "td.status").text == "succeeded"
+    assert "processed=120" in ok.find_element(By.CSS_SELECTOR, "td.counters").text
+    shards = ok.find_elements(By.CSS_SELECTOR, "tr.shard")
+    assert len(shards) in (1, 2) and all("done" in row.text for row in shards)
+    progress = ok.find_element(By.TAG_NAME, "progress")
+    assert progress.get_attribute("value") == progress.get_attribute("max")
+
+    bad = browser.find_element(By.ID, "job-page-bad")
+    assert bad.find_element(By.CSS_SELECTOR, "td.status").text == "failed"
+    error = bad.find_element(By.CSS_SELECTOR, "td.error").text
+    assert "cannot map p00042" in error and f"{namespace}:Person(" in error
+    # The failed job is drawn in the error colour, the succeeded one in green.
+    red = bad.find_element(By.CSS_SELECTOR, "td.status").value_of_css_property("color")
+    green = ok.find_element(By.CSS_SELECTOR, "td.status").value_of_css_property("color")
+    assert red != green
+    # Nothing is running: the page does not keep reloading itself.
+    assert not browser.find_elements(By.CSS_SELECTOR, "meta[http-equiv=refresh]")
+
+
+def test_status_page_says_when_there_are_no_jobs(browser, served):
+    browser.get(f"{served}/_mapper/")
+    assert browser.find_element(By.ID, "empty").text == "No jobs yet."
