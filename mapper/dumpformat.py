@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import urllib.parse
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -237,6 +238,10 @@ class DumpStore(abc.ABC):
     def list_files(self, prefix: str = "") -> list[str]:
         """The relative paths of the files under the folder ``prefix``, sorted."""
 
+    @abc.abstractmethod
+    def delete_all(self) -> None:
+        """Remove the whole dump (every file under this location)."""
+
 
 DumpLocation: TypeAlias = "str | os.PathLike[str] | DumpStore"
 
@@ -281,6 +286,9 @@ class LocalDumpStore(DumpStore):
             found += [n if rel == "." else f"{rel}/{n}" for n in files if ".tmp-" not in n]
         return sorted(found)
 
+    def delete_all(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
 
 class GcsDumpStore(DumpStore):
     """A dump under ``gs://bucket/prefix``; an object appears only once fully uploaded."""
@@ -321,6 +329,12 @@ class GcsDumpStore(DumpStore):
         folder = self._name(prefix) + "/" if prefix else self.prefix
         blobs = self.client.list_blobs(self.bucket, prefix=folder)
         return sorted(b.name[len(self.prefix) :] for b in blobs)
+
+    def delete_all(self) -> None:
+        if not self.prefix:
+            raise ConfigurationError(f"refusing to empty the whole bucket {self.location()!r}")
+        for blob in self.client.list_blobs(self.bucket, prefix=self.prefix):
+            blob.delete()
 
 
 def open_dump_store(location: DumpLocation, *, gcs_client: Any = None) -> DumpStore:
@@ -695,3 +709,12 @@ def validate_dump(
             if check is not None:
                 check(pb, where, lineno)
     return manifest
+
+
+def copy_dump(source: DumpLocation, target: DumpLocation) -> None:
+    """Copy every file of a dump, the manifest last (so the copy is complete or refused)."""
+    src, dst = open_dump_store(source), open_dump_store(target)
+    files = [f for f in src.list_files() if f != MANIFEST] + [MANIFEST]
+    for relpath in files:
+        with src.open_read(relpath) as reader, dst.open_write(relpath) as writer:
+            shutil.copyfileobj(reader, writer, _GCS_CHUNK)

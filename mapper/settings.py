@@ -49,6 +49,8 @@ class Settings:
     max_attempts: int = 5
     #: Concurrent shard workers of the local dispatcher.
     local_workers: int = 8
+    #: Where dumps uploaded to ``POST /_mapper/imports`` are kept (a directory or gs://).
+    upload_location: str = "uploads"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -77,6 +79,7 @@ class Settings:
             lease_seconds=_number(env, "MAPPER_LEASE_SECONDS", 120.0),
             max_attempts=int(_number(env, "MAPPER_MAX_ATTEMPTS", 5)),
             local_workers=int(_number(env, "MAPPER_LOCAL_WORKERS", 8)),
+            upload_location=env.get("MAPPER_UPLOAD_LOCATION", "uploads"),
         )
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]

@@ -164,7 +164,13 @@ REFUSED = {
 @pytest.mark.parametrize("case", list(REFUSED))
 @pytest.mark.parametrize(
     "path",
-    ["/_mapper/tasks/slice", "/_mapper/tasks/finalize", "/_mapper/tasks/start", "/_mapper/jobs"],
+    [
+        "/_mapper/tasks/slice",
+        "/_mapper/tasks/finalize",
+        "/_mapper/tasks/start",
+        "/_mapper/jobs",
+        "/_mapper/imports",
+    ],  # fmt: skip
 )
 def test_refused_requests_get_401_or_403_and_cause_no_read_write_or_enqueue(
     guarded, namespace, case, path

@@ -23,6 +23,7 @@ from mapper.dumpformat import (
     LocalDumpStore,
     Manifest,
     PartInfo,
+    copy_dump,
     decode_entity,
     decode_strict,
     encode_entity,
@@ -659,3 +660,16 @@ def test_fast_decoder_hands_anything_unexpected_to_the_strict_parser() -> None:
         decode_entity(b'{"key":{"path":[{"kind":"A","id":"1"}]},"key":{"path":[]}}')
     odd = b'{"key":{"path":[{"kind":"A","id":"1"}]},"properties":{"d":{"doubleValue":"NaN"}}}'
     assert math.isnan(decode_entity(odd).properties["d"].double_value)
+
+
+def test_store_delete_all_removes_every_file_and_copy_dump_copies_them(
+    store: DumpStore, tmp_path: Path
+) -> None:
+    write_part(store, "a/part.jsonl.gz", ALL[:1])
+    write_manifest(store, Manifest.build("p", "", [scan_part(store, "a/part.jsonl.gz")]))
+    copy = LocalDumpStore(tmp_path / "copy")
+    copy_dump(store, copy)
+    assert copy.list_files() == store.list_files() == ["a/part.jsonl.gz", MANIFEST]
+    assert validate_dump(copy).totals["entities"] == 1
+    store.delete_all()
+    assert store.list_files() == []
