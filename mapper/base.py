@@ -50,6 +50,13 @@ class Mapper:
         """Process one entity; return ``(entities_to_put, keys_to_delete)``."""
         return (), ()
 
+    def start_batch(self, entities: list[Any]) -> None:
+        """Runs before ``map`` sees a batch, with its raw entity protobufs.
+
+        For work better done once per batch than once per entity, such as one
+        batched lookup of every key the batch refers to.
+        """
+
     def end_batch(self, number: int) -> None:
         """Runs after a batch is mapped, before its writes and checkpoint.
 

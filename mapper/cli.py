@@ -200,3 +200,7 @@ from mapper.cli_dump import export, import_  # noqa: E402 - commands of their ow
 
 main.add_command(export)
 main.add_command(import_)
+
+from mapper.cli_cleanup import cleanup  # noqa: E402 - commands of their own module
+
+main.add_command(cleanup)

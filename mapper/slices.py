@@ -245,6 +245,7 @@ class _SliceRunner:
         mapper._counts = {}
         puts: list[Any] = []
         deletes: list[Any] = []
+        mapper.start_batch(entities)
         for pb in entities:
             self.current_key = pb.key
             result = mapper.map(mapper.decode(pb))

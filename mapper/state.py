@@ -137,5 +137,14 @@ def sum_totals(shards: list[Any]) -> dict[str, int]:
 
 #: The framework's own kinds (jobs, shards, exports, staged import parts): never user data.
 INTERNAL_KINDS = frozenset(
-    {"_MapperJob", "_MapperShard", "_MapperExport", "_MapperExportPart", "_MapperImportPart"}
+    {
+        "_MapperJob",
+        "_MapperShard",
+        "_MapperExport",
+        "_MapperExportPart",
+        "_MapperImportPart",
+        "_MapperKeyMap",
+        "_MapperKeyMapPart",
+        "_MapperOrphan",
+    }
 )
