@@ -7,7 +7,7 @@ from typing import Any
 
 import flask
 
-from handlers import admin, imports, status, tasks
+from handlers import admin, cleanup_api, imports, status, tasks
 from handlers.auth import Unauthenticated, Verifier
 from mapper.errors import (
     AuthError,
@@ -42,6 +42,7 @@ def create_app(
     app.register_blueprint(tasks.blueprint(runtime, verifier))
     app.register_blueprint(admin.blueprint(runtime, verifier))
     app.register_blueprint(imports.blueprint(runtime, verifier))
+    app.register_blueprint(cleanup_api.blueprint(runtime, verifier))
     app.register_blueprint(status.blueprint(runtime, verifier))
     app.register_error_handler(MapperError, _mapper_error)
     app.register_error_handler(RetrySlice, _retry)

@@ -60,7 +60,7 @@ class Plan:
         where = f"namespace {self.namespace!r}" if self.namespace else "the default namespace"
         if self.empty:
             return [f"{self.cleanup}: nothing is stale in {where}."]
-        lines = [f"{self.cleanup} in {where} would remove:"]
+        lines = [f"{self.cleanup} in {where}:"]
         for label, count in sorted(self.counts.items()):
             lines.append(f"    - {label}: {count}")
             lines += [f"        {sample}" for sample in self.samples.get(label, [])]

@@ -118,7 +118,9 @@ class OrphanApplyMapper(Mapper):
         if self.params["action"] == "null":
             for label in missing:
                 _null(entity, label, self._missing)
+            self.count("nulled")
             return [entity], [record.key]
+        self.count("removed")
         return [], [entity.key, *self._dependents(entity.key), record.key]
 
     def _dependents(self, key: Any) -> list[Any]:

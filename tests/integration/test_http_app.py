@@ -170,6 +170,8 @@ REFUSED = {
         "/_mapper/tasks/start",
         "/_mapper/jobs",
         "/_mapper/imports",
+        "/_mapper/cleanup/orphans",
+        "/_mapper/",
     ],  # fmt: skip
 )
 def test_refused_requests_get_401_or_403_and_cause_no_read_write_or_enqueue(
@@ -182,7 +184,8 @@ def test_refused_requests_get_401_or_403_and_cause_no_read_write_or_enqueue(
         body = {"kind": path.rsplit("/", 1)[1], "job_id": "nope", "shard": 0, "slice": 0}
         if path.endswith("finalize"):
             body = {"kind": "finalize", "job_id": "nope"}
-    reply = client.post(path, json=body, headers=headers)
+    method = "GET" if path == "/_mapper/" else "POST"  # the status page
+    reply = client.open(path, method=method, json=body, headers=headers)
     assert reply.status_code == code, reply.json
     assert not [point for point in faults.hits if point.startswith("rpc:")]
     assert dispatcher.enqueued == []
@@ -209,3 +212,20 @@ def test_a_genuine_task_token_is_let_through(guarded, namespace, seed):
 def test_auth_off_is_refused_at_start_up_on_app_engine(settings):
     with pytest.raises(ConfigurationError, match="refused on App Engine"):
         create_app(settings.replace(auth="off", on_app_engine=True))
+
+
+def test_cleanup_plans_and_applies_through_the_admin_api(client, namespace, datastore_client):
+    from google.cloud import datastore as ds
+
+    orders = [ds.Entity(datastore_client.key("Order")) for _ in range(3)]
+    for order in orders:
+        order.update({"total": 1, "legacy_code": "x"})
+    datastore_client.put_multi(orders)
+    body = {"models": "tests.cleanup_models", "namespace": namespace}
+    planned = client.post("/_mapper/cleanup/stale-properties", json=body).json
+    assert planned["plan"]["counts"] == {"Order.legacy_code": 3} and planned["applied"] is None
+    applied = client.post("/_mapper/cleanup/stale-properties", json={**body, "apply": True}).json
+    assert applied["applied"] == {"Order": 3}
+    again = client.post("/_mapper/cleanup/stale-properties", json=body).json
+    assert again["plan"]["empty"] is True
+    assert client.post("/_mapper/cleanup/everything", json=body).status_code == 404
