@@ -217,7 +217,8 @@ def apply_orphans(rt: Runtime, plan: Plan, action: str, shards: int = 4) -> dict
         raise ConfigurationError(
             f"orphan {action} {status['id']} {status['status']}: {status['error']}"
         )
-    return status["counters"]
+    reported = ("orphans", "removed", "nulled", "dependents", "no_longer_orphans")
+    return {name: status["counters"][name] for name in reported if name in status["counters"]}
 
 
 def _samples(rt: Runtime, spec: OrphanSpec, namespace: str) -> list[str]:
