@@ -4,6 +4,7 @@
 2. Export the customers to a dump and restore it into another namespace.
 3. Seed two blog sites whose ids collide; export site B and merge it into
    site A with key remap; verify every reference; print what happened.
+4. Plan a stale cleanup of the merged site (stale kinds, stale properties, orphans).
 """
 
 from __future__ import annotations
@@ -145,6 +146,22 @@ def verify_merge(rt: Runtime) -> bool:
     )
 
 
+def cleanup_plan(rt: Runtime) -> bool:
+    step("4. cleanup plan of the merged site-a (plans only: nothing is deleted)")
+    from mapper.cleanup import plan_stale_kinds, plan_stale_properties
+    from mapper.orphans import OrphanSpec, plan_orphans
+
+    plans = [
+        plan_stale_kinds(rt, ["examples.blog"], "site-a"),
+        plan_stale_properties(rt, ["examples.blog"], "site-a"),
+        plan_orphans(rt, OrphanSpec("Post", properties=["author", "tags", "related"]), "site-a"),
+        plan_orphans(rt, OrphanSpec("Comment", properties=["author"], parents=True), "site-a"),
+    ]
+    for plan in plans:
+        print("\n".join(plan.render()))
+    return all(plan.empty for plan in plans)
+
+
 def main() -> int:
     print("starting the Datastore emulator ...")
     results = []
@@ -155,6 +172,7 @@ def main() -> int:
                 results.append(mappers(rt))
                 results.append(export_and_restore(rt, workdir))
                 results.append(merge_sites(rt, workdir))
+                results.append(cleanup_plan(rt))
         finally:
             rt.close()
     ok = all(results)

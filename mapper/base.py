@@ -11,6 +11,7 @@ from google.cloud.datastore import helpers
 from google.cloud.ndb import model as ndb_model
 from google.cloud.ndb import query as ndb_query
 
+from mapper.convert import entity_to_pb, key_to_pb
 from mapper.errors import InvalidJobError
 from mapper.store import CompositeFilter, Entity, Filter, Key
 
@@ -174,9 +175,9 @@ class Mapper:
         if isinstance(entity, ndb.Model):
             entity._pre_put_hook()
             entity._prepare_for_put()
-            return _raw(ndb_model._entity_to_protobuf(entity))
+            return entity_to_pb(ndb_model._entity_to_ds_entity(entity, set_key=True))
         if isinstance(entity, datastore.Entity):
-            return _raw(helpers.entity_to_protobuf(entity))
+            return entity_to_pb(entity)
         raise InvalidJobError(f"map() returned a non-entity to put: {entity!r}")
 
     def encode_key(self, key: Any) -> Any:
@@ -184,9 +185,9 @@ class Mapper:
         if isinstance(key, Key):
             return key
         if isinstance(key, ndb.Key):
-            return _raw(key._key.to_protobuf())
+            return key_to_pb(key._key)
         if isinstance(key, datastore.Key):
-            return _raw(key.to_protobuf())
+            return key_to_pb(key)
         if isinstance(key, (ndb.Model, datastore.Entity)) and key.key is not None:
             return self.encode_key(key.key)
         raise InvalidJobError(f"map() returned a non-key to delete: {key!r}")
