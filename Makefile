@@ -34,6 +34,11 @@ lint: venv
 demo: venv
 	$(PY) -m examples.demo
 
+# Throughput and memory against baselines measured in the same run (docs/performance.md).
+bench: venv
+	$(PY) -m bench.touch
+	$(PY) -m bench.dump
+
 # Datastore emulator + Cloud Tasks emulator + the app on :8080 (auth off); Ctrl-C stops all.
 serve: venv
 	$(PY) -m handlers.serve --port $(or $(PORT),8080)

@@ -21,37 +21,14 @@ import datetime
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from typing import Any
 
 import requests
 
-KIND = "Item"
-
-
-def timed(fn: Callable[[], Any]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
-
-
-def seed(client: Any, namespace: str, n: int) -> None:
-    from google.cloud import datastore
-
-    now = datetime.datetime.now(datetime.UTC)
-    for start in range(0, n, 500):
-        batch = []
-        for i in range(start, min(n, start + 500)):
-            entity = datastore.Entity(client.key(KIND, namespace=namespace))
-            entity.update(
-                {"name": f"item {i}", "n": i, "flag": i % 2 == 0, "tags": ["a", "b"], "at": now}
-            )
-            batch.append(entity)
-        client.put_multi(batch)
+from bench.common import KIND, print_rates, run_sizes, seed_items, timed
 
 
 def child(n: int, shards: int) -> dict[str, Any]:
@@ -66,7 +43,7 @@ def child(n: int, shards: int) -> dict[str, Any]:
     project, host = os.environ["GOOGLE_CLOUD_PROJECT"], os.environ["DATASTORE_EMULATOR_HOST"]
     client = datastore.Client(project=project)
     source = f"src{n}"
-    seed(client, source, n)
+    seed_items(client, source, n, tags=["a", "b"], at=datetime.datetime.now(datetime.UTC))
     rt = Runtime(Settings(project=project, emulator_host=host, state_namespace=f"state{n}"))
     work = tempfile.mkdtemp(prefix="bench-dump-")
     seconds: dict[str, float] = {}
@@ -103,7 +80,7 @@ def child(n: int, shards: int) -> dict[str, Any]:
         return run
 
     def raw_write() -> None:
-        seed(client, f"floor{n}", n)
+        seed_items(client, f"floor{n}", n, tags=["a", "b"], at=datetime.datetime.now(datetime.UTC))
 
     seconds["raw scan"] = timed(scan)
     seconds["export"] = timed(export)
@@ -126,38 +103,22 @@ def main() -> int:
         print(json.dumps(child(args.child, args.shards)))
         return 0
 
-    from mapper.emulator import start_emulator
-
-    results = []
-    with start_emulator("datastore", project="bench") as emulator:
-        env = {**os.environ, **emulator.env}
-        for n in (int(s) for s in args.sizes.split(",")):
-            command = [sys.executable, "-m", "bench.dump", "--child", str(n)]
-            command += ["--shards", str(args.shards)]
-            out = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    sizes = [int(size) for size in args.sizes.split(",")]
+    results = run_sizes("bench.dump", sizes, ["--shards", str(args.shards)])
     report(results)
     return 0
 
 
 def report(results: list[dict[str, Any]]) -> None:
-    names = list(results[0]["rates"])
-    print(f"{'entities/s':<16}" + "".join(f"{r['n']:>12,}" for r in results))
-    for name in names:
-        print(f"{name:<16}" + "".join(f"{r['rates'][name]:>12,.0f}" for r in results))
-    ratios = [
-        ("export / raw scan", "export", "raw scan", 0.7),
-        ("export / managed", "export", "managed export", None),
-        ("keep / raw write", "import keep", "raw write", None),
-        ("remap / raw write", "import remap", "raw write", 0.5),
-    ]
-    for label, ours, base, target in ratios:
-        values = "".join(f"{r['rates'][ours] / r['rates'][base]:>12.2f}" for r in results)
-        print(f"{label:<16}{values}" + (f"   target >= {target}" if target else ""))
-    print(f"{'peak RSS MB':<16}" + "".join(f"{r['rss_mb']:>12.0f}" for r in results))
-    if len(results) > 1:
-        growth = results[-1]["rss_mb"] / results[0]["rss_mb"] - 1
-        print(f"RSS growth {results[0]['n']:,} -> {results[-1]['n']:,}: {growth:+.0%}")
+    print_rates(
+        results,
+        [
+            ("export / raw scan", "export", "raw scan", 0.7),
+            ("export / managed", "export", "managed export", None),
+            ("keep / raw write", "import keep", "raw write", None),
+            ("remap / raw write", "import remap", "raw write", 0.5),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -18,17 +18,14 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 from google.cloud import ndb
 
+from bench.common import KIND, print_rates, run_sizes, seed_items, timed
 from mapper import Mapper
-
-KIND = "Item"
 
 
 class Item(ndb.Model):
@@ -54,24 +51,6 @@ class TouchRaw(Mapper):
         return [entity], []
 
 
-def timed(fn: Callable[[], Any]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
-
-
-def seed(client: Any, namespace: str, n: int) -> None:
-    from google.cloud import datastore
-
-    for start in range(0, n, 500):
-        batch = []
-        for i in range(start, min(n, start + 500)):
-            entity = datastore.Entity(client.key(KIND, namespace=namespace))
-            entity.update({"name": f"item {i}", "n": i, "flag": i % 2 == 0, "touched": 0})
-            batch.append(entity)
-        client.put_multi(batch)
-
-
 def child(n: int, shards: int, batch_size: int) -> dict[str, Any]:
     from google.cloud import datastore
 
@@ -83,7 +62,7 @@ def child(n: int, shards: int, batch_size: int) -> dict[str, Any]:
     project, host = os.environ["GOOGLE_CLOUD_PROJECT"], os.environ["DATASTORE_EMULATOR_HOST"]
     client = datastore.Client(project=project)
     namespace = f"touch{n}"
-    seed(client, namespace, n)
+    seed_items(client, namespace, n)
     rt = Runtime(Settings(project=project, emulator_host=host, state_namespace=f"state{n}"))
     ndb_client = ndb.Client(project=project)
 
@@ -140,33 +119,24 @@ def main() -> int:
         print(json.dumps(child(args.child, args.shards, args.batch_size)))
         return 0
 
-    from mapper.emulator import start_emulator
-
-    results = []
-    with start_emulator("datastore", project="bench") as emulator:
-        env = {**os.environ, **emulator.env}
-        for n in (int(s) for s in args.sizes.split(",")):
-            command = [sys.executable, "-m", "bench.touch", "--child", str(n)]
-            command += ["--shards", str(args.shards), "--batch-size", str(args.batch_size)]
-            out = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    sizes = [int(size) for size in args.sizes.split(",")]
+    results = run_sizes(
+        "bench.touch", sizes, ["--shards", str(args.shards), "--batch-size", str(args.batch_size)]
+    )
     report(results)
     return 0
 
 
 def report(results: list[dict[str, Any]]) -> None:
-    print(f"{'entities/s':<16}" + "".join(f"{r['n']:>12,}" for r in results))
-    for name in results[0]["rates"]:
-        print(f"{name:<16}" + "".join(f"{r['rates'][name]:>12,.0f}" for r in results))
-    for ours in ("ours (model)", "ours (raw)"):
-        for base, target in (("raw floor", 0.5), ("naive ndb", 2.0)):
-            values = "".join(f"{r['rates'][ours] / r['rates'][base]:>12.2f}" for r in results)
-            label = f"{ours[6:-1]} / {base.split()[0]}"
-            print(f"{label:<16}{values}   target >= {target}")
-    print(f"{'peak RSS MB':<16}" + "".join(f"{r['rss_mb']:>12.0f}" for r in results))
-    if len(results) > 1:
-        growth = results[-1]["rss_mb"] / results[0]["rss_mb"] - 1
-        print(f"RSS growth {results[0]['n']:,} -> {results[-1]['n']:,}: {growth:+.0%}")
+    print_rates(
+        results,
+        [
+            ("model / raw floor", "ours (model)", "raw floor", 0.5),
+            ("model / naive ndb", "ours (model)", "naive ndb", 2.0),
+            ("raw / raw floor", "ours (raw)", "raw floor", 0.5),
+            ("raw / naive ndb", "ours (raw)", "naive ndb", 2.0),
+        ],
+    )
 
 
 if __name__ == "__main__":

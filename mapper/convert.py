@@ -60,11 +60,11 @@ def entity_to_pb(entity: datastore.Entity) -> Any:
                 array.SetInParent()
                 for item in value:
                     item_pb = array.values.add()
-                    _set_value(item_pb, item)
+                    set_value(item_pb, item)
                     if name in excluded:
                         item_pb.exclude_from_indexes = True
             else:
-                _set_value(value_pb, value)
+                set_value(value_pb, value)
                 if name in excluded:
                     value_pb.exclude_from_indexes = True
     except _Unusual:
@@ -72,7 +72,8 @@ def entity_to_pb(entity: datastore.Entity) -> Any:
     return pb
 
 
-def _set_value(value_pb: Any, value: Any) -> None:
+def set_value(value_pb: Any, value: Any) -> None:
+    """Set a raw Value from a Python value, as the library does; _Unusual for the rest."""
     # Order as in helpers._pb_attr_value: bool before int, datetime first.
     if isinstance(value, datetime.datetime):
         value_pb.timestamp_value.CopyFrom(_datetime_to_pb_timestamp(value))

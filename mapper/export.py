@@ -13,7 +13,7 @@ import dataclasses
 import datetime
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from google.cloud import ndb
@@ -30,8 +30,8 @@ from mapper.dumpformat import (
     write_part,
 )
 from mapper.errors import ConfigurationError, InvalidJobError, NotFoundError
-from mapper.jobs import Job, job_status, start_job, wait_until_final
-from mapper.messages import JobSpec, check_job_id
+from mapper.jobs import Job, StatusHandle, job_status, start_job
+from mapper.messages import MAX_BATCH_SIZE, JobSpec, check_job_id
 from mapper.metadata import is_reserved_kind, list_kinds, list_namespaces
 from mapper.state import INTERNAL_KINDS, JobStatus, utcnow
 
@@ -195,9 +195,9 @@ class ExportSpec:
         for kind in self.kinds:
             if not kind or is_reserved_kind(kind):
                 raise ConfigurationError(f"cannot export the kind {kind!r}")
-        if not 1 <= self.shards <= 256 or not 1 <= self.batch_size <= 1000:
+        if not 1 <= self.shards <= 256 or not 1 <= self.batch_size <= MAX_BATCH_SIZE:
             raise ConfigurationError(
-                f"shards must be 1..256 and batch size 1..1000, got {self.shards}, "
+                f"shards must be 1..256 and batch size 1..{MAX_BATCH_SIZE}, got {self.shards}, "
                 f"{self.batch_size}"
             )
         return self
@@ -281,23 +281,13 @@ def _create_export(rt: Runtime, export_id: str, spec: ExportSpec, store: Any) ->
     return txns.run_in_transaction(rt, create)
 
 
-class Export:
+class Export(StatusHandle):
     """A handle on an export: its jobs' combined status, and wait()."""
 
-    def __init__(self, rt: Runtime, export_id: str):
-        self.rt = rt
-        self.id = export_id
+    what = "export"
 
     def status(self) -> dict[str, Any]:
         return export_status(self.rt, self.id)
-
-    def wait(
-        self,
-        timeout: float | None = None,
-        poll: float = 0.25,
-        progress: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
-        return wait_until_final(self.status, f"export {self.id}", timeout, poll, progress)
 
     def jobs(self) -> list[Job]:
         return [Job(self.rt, job_id) for job_id in self.status()["jobs"]]

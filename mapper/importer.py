@@ -14,7 +14,6 @@ import dataclasses
 import datetime
 import logging
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from google.cloud import ndb
@@ -28,7 +27,7 @@ from mapper.dumpformat import (
     validate_dump,
 )
 from mapper.errors import ConfigurationError, DumpFormatError, NotFoundError
-from mapper.jobs import job_status, start_job, wait_until_final
+from mapper.jobs import StatusHandle, job_status, start_job
 from mapper.keywalk import Partition, partition_of
 from mapper.messages import JobSpec, check_job_id
 from mapper.remap_options import RemapOptions
@@ -255,23 +254,13 @@ def import_status(rt: Runtime, import_id: str) -> dict[str, Any]:
     }
 
 
-class ImportRun:
+class ImportRun(StatusHandle):
     """A handle on an import: combined status of its stages, and wait()."""
 
-    def __init__(self, rt: Runtime, import_id: str):
-        self.rt = rt
-        self.id = import_id
+    what = "import"
 
     def status(self) -> dict[str, Any]:
         return import_status(self.rt, self.id)
-
-    def wait(
-        self,
-        timeout: float | None = None,
-        poll: float = 0.25,
-        progress: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
-        return wait_until_final(self.status, f"import {self.id}", timeout, poll, progress)
 
 
 def part_key_name(import_id: str, index: int) -> str:

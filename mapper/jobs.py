@@ -312,15 +312,17 @@ def _iso(value: datetime.datetime | None) -> str | None:
     return None if value is None else value.replace(tzinfo=datetime.UTC).isoformat()
 
 
-class Job:
-    """A handle on a job: status, wait, abort, pause, resume."""
+class StatusHandle:
+    """A handle on work whose ``status()`` says where it is; ``wait()`` polls until final."""
 
-    def __init__(self, rt: Runtime, job_id: str):
+    what = "job"
+
+    def __init__(self, rt: Runtime, handle_id: str):
         self.rt = rt
-        self.id = job_id
+        self.id = handle_id
 
     def status(self) -> dict[str, Any]:
-        return job_status(self.rt, self.id)
+        raise NotImplementedError
 
     def wait(
         self,
@@ -328,8 +330,18 @@ class Job:
         poll: float = 0.25,
         progress: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
-        """Block until the job is final; returns its last status."""
-        return wait_until_final(self.status, f"job {self.id}", timeout, poll, progress)
+        """Block until the status is final; returns the last status."""
+        return wait_until_final(self.status, f"{self.what} {self.id}", timeout, poll, progress)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id}>"
+
+
+class Job(StatusHandle):
+    """A handle on a job: status, wait, abort, pause, resume."""
+
+    def status(self) -> dict[str, Any]:
+        return job_status(self.rt, self.id)
 
     def abort(self) -> dict[str, Any]:
         return abort_job(self.rt, self.id)
@@ -339,9 +351,6 @@ class Job:
 
     def resume(self) -> dict[str, Any]:
         return resume_job(self.rt, self.id)
-
-    def __repr__(self) -> str:
-        return f"<Job {self.id}>"
 
 
 def wait_until_final(

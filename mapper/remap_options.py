@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from mapper.convert import set_value
 from mapper.errors import ConfigurationError
 
 DANGLING = ("keep", "null", "fail")
@@ -144,22 +145,9 @@ def apply_schema(entity: Any, options: RemapOptions) -> None:
             stamp = datetime.datetime.fromisoformat(spec["now"].replace("Z", "+00:00"))
             props[prop].timestamp_value.FromDatetime(stamp)
         else:
-            _set_scalar(props[prop], spec["value"])
+            set_value(props[prop], spec["value"])
 
 
 def _with_subproperties(props: Any, name: str) -> list[str]:
     """``name`` and the ``name.sub`` properties ndb stores a StructuredProperty as."""
     return [p for p in props if p == name or p.startswith(name + ".")]
-
-
-def _set_scalar(value: Any, data: Any) -> None:
-    if data is None:
-        value.null_value = 0
-    elif isinstance(data, bool):
-        value.boolean_value = data
-    elif isinstance(data, int):
-        value.integer_value = data
-    elif isinstance(data, float):
-        value.double_value = data
-    else:
-        value.string_value = str(data)

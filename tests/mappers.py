@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.cloud import ndb
+from google.cloud import datastore, ndb
 
 from mapper import Mapper
 
@@ -72,3 +72,14 @@ class Bloat(TouchPeople):
         if entity.name == self.params["name"]:
             entity.blob = b"x" * 1_100_000
         return super().map(entity)
+
+
+def seed_people_raw(client: datastore.Client, n: int) -> None:
+    """n Person entities (p00000.., touched=0) through the raw client: faster than ndb."""
+    for start in range(0, n, 500):
+        batch = []
+        for i in range(start, min(n, start + 500)):
+            entity = datastore.Entity(client.key("Person"))
+            entity.update({"name": f"p{i:05d}", "active": True, "touched": 0})
+            batch.append(entity)
+        client.put_multi(batch)

@@ -20,8 +20,8 @@ ADMIN = "admin@example.com"
 IAP_AUDIENCE = "/projects/123/apps/demo"
 
 
-def _rsa_key() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def _pem_pair(key: Any) -> tuple[str, str]:
+    """(private PKCS8 PEM, public SubjectPublicKeyInfo PEM) of a freshly made key."""
     private = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -33,21 +33,14 @@ def _rsa_key() -> tuple[str, str]:
         .decode()
     )
     return private, public
+
+
+def _rsa_key() -> tuple[str, str]:
+    return _pem_pair(rsa.generate_private_key(public_exponent=65537, key_size=2048))
 
 
 def _ec_key() -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
+    return _pem_pair(ec.generate_private_key(ec.SECP256R1()))
 
 
 GOOGLE_PRIVATE, GOOGLE_PUBLIC = _rsa_key()

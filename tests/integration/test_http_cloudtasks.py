@@ -19,6 +19,7 @@ from mapper.emulator import free_port
 from mapper.messages import SliceTask
 from mapper.settings import Settings
 from mapper.tasks_emulator import DEFAULT_QUEUE, TasksEmulator, start_tasks_emulator
+from tests.mappers import seed_people_raw
 
 ENTITIES = 20_000
 
@@ -79,16 +80,6 @@ def served(settings, tasks_emulator, app_port) -> Iterator[ServedApp]:
     served.close()
 
 
-def seed(client: datastore.Client, n: int) -> None:
-    for start in range(0, n, 500):
-        batch = []
-        for i in range(start, min(n, start + 500)):
-            entity = datastore.Entity(client.key("Person"))
-            entity.update({"name": f"p{i:05d}", "active": True, "touched": 0})
-            batch.append(entity)
-        client.put_multi(batch)
-
-
 def touched(client: datastore.Client) -> collections.Counter[int]:
     query = client.query(kind="Person")
     query.projection = ["touched"]
@@ -98,7 +89,7 @@ def touched(client: datastore.Client) -> collections.Counter[int]:
 def test_one_post_runs_a_4_shard_20k_job_through_the_tasks_emulator(
     served, namespace, datastore_client, emulator
 ):
-    seed(datastore_client, ENTITIES)
+    seed_people_raw(datastore_client, ENTITIES)
     body = {"mapper": "tests.mappers:TouchPeople", "namespace": namespace, "shards": 4,
             "batch_size": 500, "id": "e2e"}  # fmt: skip
     reply = served.post("/_mapper/jobs", json=body)
@@ -116,7 +107,7 @@ def test_one_post_runs_a_4_shard_20k_job_through_the_tasks_emulator(
 
 
 def test_duplicated_tasks_change_nothing(served, namespace, datastore_client, tasks_emulator):
-    seed(datastore_client, 2_000)
+    seed_people_raw(datastore_client, 2_000)
     body = {"mapper": "tests.mappers:TouchPeople", "namespace": namespace, "shards": 2,
             "batch_size": 200, "id": "dup"}  # fmt: skip
     served.post("/_mapper/jobs", json=body)

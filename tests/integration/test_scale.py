@@ -7,13 +7,11 @@ import itertools
 import threading
 from typing import Any
 
-from google.cloud import datastore
-
 from mapper.faults import FaultPlan
 from mapper.jobs import start_job
 from mapper.messages import JobSpec, SliceTask
 from mapper.runtime import Runtime
-from tests.mappers import Person
+from tests.mappers import Person, seed_people_raw
 
 ENTITIES = 50_000
 BATCH = 250
@@ -44,20 +42,10 @@ class Chaos:
         self.plan(point, info)
 
 
-def seed_raw(client: datastore.Client, n: int) -> None:
-    for start in range(0, n, 500):
-        entities = []
-        for i in range(start, min(n, start + 500)):
-            entity = datastore.Entity(client.key("Person"))
-            entity.update({"name": f"p{i:05d}", "active": True, "touched": 0})
-            entities.append(entity)
-        client.put_multi(entities)
-
-
 def test_touch_50k_entities_on_4_shards_under_duplicates_and_crashes_counts_exactly(
     settings, namespace, datastore_client, needs_scatter
 ):
-    seed_raw(datastore_client, ENTITIES)
+    seed_people_raw(datastore_client, ENTITIES)
     plan = FaultPlan()
     # Every slice has a batch 0, so these fire however the time boxes fall.
     plan.crash_at("after_write", times=4, when=lambda info: info["batch"] == 0)
