@@ -39,7 +39,7 @@ def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Bluep
     return bp
 
 
-def _task(kind: type) -> Any:
+def _task(kind: type[SliceTask] | type[FinalizeTask]) -> Any:
     task = task_from_json(flask.request.get_data())
     if not isinstance(task, kind):
         raise InvalidJobError(f"expected a {kind.kind} task, got a {task.kind} task")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from google.cloud import datastore, ndb
 from google.cloud.datastore import helpers
@@ -28,9 +28,9 @@ class Mapper:
     """
 
     #: An ndb.Model subclass, or a kind name (str) for raw datastore.Entity values.
-    KIND: ClassVar[type[ndb.Model] | str | None] = None
+    KIND: type[ndb.Model] | str | None = None
     #: Equality pairs ``(property, value)`` or ndb filter nodes.
-    FILTERS: ClassVar[Sequence[Any]] = ()
+    FILTERS: Sequence[Any] = ()
 
     def __init__(self, **params: Any):
         try:
@@ -47,7 +47,7 @@ class Mapper:
 
     # -- hooks for subclasses ---------------------------------------------------
 
-    def map(self, entity: Any) -> tuple[Iterable[Any], Iterable[Any]]:
+    def map(self, entity: Any) -> tuple[Iterable[Any], Iterable[Any]] | None:
         """Process one entity; return ``(entities_to_put, keys_to_delete)``."""
         return (), ()
 
@@ -74,6 +74,12 @@ class Mapper:
         return None
 
     # -- helpers for subclasses -------------------------------------------------
+
+    def need_runtime(self) -> Runtime:
+        """The Runtime of the task at hand (set while the mapper runs inside a job)."""
+        if self.runtime is None:
+            raise InvalidJobError(f"{type(self).__name__} runs only inside a job")
+        return self.runtime
 
     def count(self, name: str, value: int = 1) -> None:
         """Add to a custom counter, committed with the batch's checkpoint."""

@@ -98,7 +98,7 @@ class ExportMapper(Mapper):
         namespace = self.params.get("namespace", "")
         relpath = part_relpath(self.params["kind"], self.shard or 0, number, namespace)
         info = write_part(self.params["out"], relpath, entities)
-        rt = self._runtime()
+        rt = self.need_runtime()
         parent = export_key(self.params["export"], rt.settings.state_namespace)
         record = _MapperExportPart(
             key=ndb.Key(_MapperExportPart, relpath, parent=parent),
@@ -113,7 +113,7 @@ class ExportMapper(Mapper):
         self.count("bytes", info.bytes)
 
     def finish(self) -> None:
-        rt = self._runtime()
+        rt = self.need_runtime()
         key = export_key(self.params["export"], rt.settings.state_namespace)
         job_id = self.job_id
 
@@ -128,11 +128,6 @@ class ExportMapper(Mapper):
             export = txns.run_in_transaction(rt, mark_done)
             if len(export.done) == len(export.pairs):
                 write_export_manifest(rt, export)
-
-    def _runtime(self) -> Runtime:
-        if self.runtime is None:
-            raise InvalidJobError("ExportMapper runs only inside a job")
-        return self.runtime
 
 
 def write_export_manifest(rt: Runtime, export: _MapperExport) -> Manifest:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from mapper.base import Mapper
 from mapper.dumpformat import describe_key
 from mapper.errors import PermanentSliceError
 from mapper.importer import part_index, part_split_keys, start_next_stage
@@ -19,22 +18,11 @@ from mapper.remap import (
 )
 
 
-class _Stage(ImportStage, Mapper):
+class _Stage(ImportStage):
     """A Mapper over the import's ``_MapperImportPart`` records; finish() starts the next stage."""
 
-    def __init__(self, **params: Any):
-        Mapper.__init__(self, **params)
-        self.setup()
-
-    @classmethod
-    def check_class(cls) -> None:
-        """KIND is fixed; the rest comes from params, checked in setup()."""
-
-    def decode(self, pb: Any) -> Any:
-        return pb
-
     def finish(self) -> None:
-        start_next_stage(self.runtime, self.params)
+        start_next_stage(self.need_runtime(), self.params)
 
     def split_keys(self, shards: int) -> list[Any] | None:
         """The staged part records are named ``{import}:{index}``: split them evenly."""

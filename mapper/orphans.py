@@ -78,7 +78,7 @@ class OrphanMapper(_RawKindMapper):
         self.count("orphans")
         record = Entity()
         record.key.partition_id.CopyFrom(
-            self.runtime.store.partition(self.params["state_namespace"])
+            self.need_runtime().store.partition(self.params["state_namespace"])
         )
         digest = hashlib.sha256(key_bytes(entity.key)).hexdigest()[:40]
         record.key.path.add(kind=RECORD_KIND, name=f"{self.job_id}:{digest}")
@@ -102,7 +102,7 @@ class OrphanApplyMapper(Mapper):
 
     def start_batch(self, records: list[Any]) -> None:
         keys = [r.properties["key"].key_value for r in records]
-        self._targets = self.runtime.store.lookup(keys) if keys else {}
+        self._targets = self.need_runtime().store.lookup(keys) if keys else {}
         self._missing = missing_references(self, list(self._targets.values()))
 
     def map(self, record: Any) -> tuple[list[Any], list[Any]]:
@@ -134,7 +134,7 @@ class OrphanApplyMapper(Mapper):
             query.filter.property_filter.property.name = prop
             query.filter.property_filter.op = PropertyFilter.EQUAL
             query.filter.property_filter.value.key_value.CopyFrom(key)
-            batch = self.runtime.store.run_query(query, key.partition_id.namespace_id)
+            batch = self.need_runtime().store.run_query(query, key.partition_id.namespace_id)
             found += [r.entity.key for r in batch.entity_results]
         self.count("dependents", len(found))
         return found
@@ -149,7 +149,7 @@ def missing_references(mapper: Mapper, entities: list[Any]) -> set[bytes]:
         for _, key in orphan_references(entity, params["properties"], params["parents"])
     }
     mapper.count("lookups", -(-len(refs) // MAX_LOOKUP_KEYS))
-    found = mapper.runtime.store.lookup(list(refs.values())) if refs else {}
+    found = mapper.need_runtime().store.lookup(list(refs.values())) if refs else {}
     return set(refs) - set(found)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from mapper.base import Mapper
 from mapper.dumpformat import PartInfo, describe_key, read_part
 from mapper.errors import InvalidJobError, PermanentSliceError
 from mapper.keymap import (
@@ -37,12 +38,21 @@ from mapper.remap_options import RemapOptions, apply_schema
 from mapper.store import Filter, Key, PropertyFilter, Query
 
 
-class ImportStage:
+class ImportStage(Mapper):
     """What every import stage mapper shares: its parts, key map and partition moves."""
 
     KIND = "_MapperImportPart"
-    params: dict[str, Any]
-    runtime: Any
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self.setup()
+
+    @classmethod
+    def check_class(cls) -> None:
+        """KIND is fixed; the rest comes from params, checked in setup()."""
+
+    def decode(self, pb: Any) -> Any:
+        return pb
 
     def setup(self) -> None:
         if not isinstance(self.params.get("import"), str):
@@ -55,7 +65,7 @@ class ImportStage:
         }
 
     def keymap(self) -> KeyMap:
-        rt = self.runtime
+        rt = self.need_runtime()
         return KeyMap(rt.store, rt.settings.state_namespace, self.params["import"])
 
     def part_entities(self, record: Any) -> Iterator[Any]:
@@ -95,7 +105,7 @@ def choose_keys(
     """
     if not entities:
         return
-    rt, keymap, depth = stage.runtime, stage.keymap(), len(entities[0].key.path)
+    rt, keymap, depth = stage.need_runtime(), stage.keymap(), len(entities[0].key.path)
     chosen = keymap.lookup_parts([(part, depth)]).get((part, depth))
     if chosen is None:
         chosen = _choose(stage, entities)
@@ -128,7 +138,7 @@ def _choose(stage: ImportStage, entities: list[Any]) -> list[tuple[Any, Any, str
             to_allocate.append((entity.key, new))
     chosen += _resolve_names(stage, named)
     if to_allocate:
-        allocated = stage.runtime.store.allocate_ids([new for _, new in to_allocate])
+        allocated = stage.need_runtime().store.allocate_ids([new for _, new in to_allocate])
         olds = [old for old, _ in to_allocate]
         chosen += [(old, new, ALLOCATED) for old, new in zip(olds, allocated, strict=True)]
     return chosen
@@ -178,7 +188,7 @@ def natural_match(stage: ImportStage, entity: Any, new: Any) -> Any | None:
     else:
         query.filter.composite_filter.op = 1  # AND
         query.filter.composite_filter.filters.extend(filters)
-    batch = stage.runtime.store.run_query(query, new.partition_id.namespace_id)
+    batch = stage.need_runtime().store.run_query(query, new.partition_id.namespace_id)
     return batch.entity_results[0].entity.key if batch.entity_results else None
 
 
@@ -186,7 +196,7 @@ def _resolve_names(stage: ImportStage, named: list[tuple[Any, Any]]) -> list[tup
     """Named keys are kept; one that already exists in the target follows --on-conflict."""
     if not named:
         return []
-    existing = stage.runtime.store.lookup([new for _, new in named])
+    existing = stage.need_runtime().store.lookup([new for _, new in named])
     result = []
     for old, new in named:
         if key_bytes(new) not in existing:
@@ -261,7 +271,7 @@ def dangling(
     mapped = {b: known[b] for b in wanted if b in known}
     mapped |= stage.keymap().lookup(k for b, k in wanted.items() if b not in known)
     unmapped = {b: k for b, k in wanted.items() if b not in mapped}
-    in_target = stage.runtime.store.lookup([stage.moved(k) for k in unmapped.values()])
+    in_target = stage.need_runtime().store.lookup([stage.moved(k) for k in unmapped.values()])
     missing = {b for b, k in unmapped.items() if key_bytes(stage.moved(k)) not in in_target}
     return mapped, missing & (set(refs) | set(parents))
 

@@ -24,9 +24,8 @@ COLUMNS = ("inserts", "merges", "conflicts", "dangling")
 
 def plan_remap(rt: Runtime, spec: ImportSpec, params: dict[str, Any]) -> dict[str, Any]:
     """Per kind: inserts, natural-key merges, name conflicts and dangling references."""
-    stage = ImportStage()
-    stage.params, stage.runtime = params, rt
-    stage.setup()
+    stage = ImportStage(**params)
+    stage.runtime = rt
     manifest = read_manifest(spec.source)
     dump_keys = {
         key_bytes(pb.key)
@@ -84,7 +83,7 @@ def _conflicts(stage: ImportStage, entities: list[Any], dump_keys: set[bytes]) -
             if depth == len(new.path) or key_bytes(_as_dumped(entity.key, depth)) in dump_keys:
                 new.path[depth - 1].name = prefix + new.path[depth - 1].name
         candidates[key_bytes(entity.key)] = new
-    found = stage.runtime.store.lookup(list(candidates.values()))
+    found = stage.need_runtime().store.lookup(list(candidates.values()))
     return {old for old, new in candidates.items() if key_bytes(new) in found}
 
 
@@ -104,7 +103,7 @@ def _missing(stage: ImportStage, entities: list[Any], dump_keys: set[bytes]) -> 
         for ref in _references(entity)
         if stage.in_dump_partition(ref) and key_bytes(ref) not in dump_keys
     }
-    found = stage.runtime.store.lookup([stage.moved(ref) for ref in refs.values()])
+    found = stage.need_runtime().store.lookup([stage.moved(ref) for ref in refs.values()])
     return {old for old, ref in refs.items() if key_bytes(stage.moved(ref)) not in found}
 
 
