@@ -97,6 +97,7 @@ def plan_import(rt: Runtime, spec: ImportSpec) -> dict[str, Any]:
     per_kind: dict[str, int] = collections.Counter()
     expected = (manifest.project, manifest.database)
     depth = [0]  # the longest key path: remap maps one path length at a time
+    referenced: set[str] = set()  # kinds something in the dump points at
 
     def check(pb: Any, where: str, lineno: int) -> None:
         if partition_of(pb.key)[:2] != expected:
@@ -104,6 +105,7 @@ def plan_import(rt: Runtime, spec: ImportSpec) -> dict[str, Any]:
             raise DumpFormatError(message, where, lineno)
         per_kind[pb.key.path[-1].kind] += 1
         depth[0] = max(depth[0], len(pb.key.path))
+        referenced.update(referenced_kinds(pb))
 
     validate_dump(spec.source, check)
     return {
@@ -116,6 +118,7 @@ def plan_import(rt: Runtime, spec: ImportSpec) -> dict[str, Any]:
         "entities": manifest.totals["entities"],
         "parts": len(manifest.parts),
         "depth": depth[0],
+        "referenced_kinds": sorted(referenced),
     }
 
 
@@ -186,6 +189,7 @@ def plan_params(rt: Runtime, spec: ImportSpec, import_id: str, plan: dict[str, A
         "state_namespace": rt.settings.state_namespace,
         "state_partition": [rt.settings.project, rt.settings.database],
         "parts": len(manifest.parts),
+        "referenced_kinds": plan["referenced_kinds"],
     }
 
 
@@ -265,6 +269,16 @@ class ImportRun(StatusHandle):
 
 def part_key_name(import_id: str, index: int) -> str:
     return f"{import_id}:{index:06d}"
+
+
+def referenced_kinds(entity: Any) -> set[str]:
+    """Kinds ``entity`` refers to: its ancestors', its key values', its embedded keys'."""
+    from mapper.remap import embedded_keys, reference_values
+
+    kinds = {element.kind for element in entity.key.path[:-1]}
+    kinds.update(v.key_value.path[-1].kind for v in reference_values(entity) if v.key_value.path)
+    kinds.update(k.path[-1].kind for k in embedded_keys(entity) if k.path)
+    return kinds
 
 
 def part_index(record: Any) -> int:

@@ -99,9 +99,10 @@ def choose_keys(
 ) -> None:
     """Map the entities of one part at one depth and persist the choices.
 
-    The part's record is written first, then one record per entity (for other
-    parts' references). A replay finds the part record and rewrites the same
-    per-entity records: no second allocation, the same new ids.
+    The part's record is written first, then one record per entity of a kind
+    something refers to (for other parts' references). A replay finds the part
+    record and rewrites the same per-entity records: no second allocation, the
+    same new ids.
     """
     if not entities:
         return
@@ -111,7 +112,10 @@ def choose_keys(
         chosen = _choose(stage, entities)
         rt.fault("after_allocate", import_id=stage.params["import"])
         keymap.record_part(part, depth, chosen)
-    keymap.record(chosen)
+    # One record per entity, for lookups by key from elsewhere: only the kinds
+    # something in the dump refers to need one (the part record covers the rest).
+    referenced = stage.params.get("referenced_kinds")
+    keymap.record([c for c in chosen if referenced is None or c[0].path[-1].kind in referenced])
     rt.fault("after_map_write", import_id=stage.params["import"])
     for _, _, how in chosen:
         count(how)

@@ -260,3 +260,14 @@ def test_cli_merge_prints_the_plan_and_what_was_remapped(cli, runtime, namespace
     bad = cli("import", two_sites, "--mode", "keep", "--natural-key", "Tag=name")
     assert bad.exit_code == 2
     assert "--mode remap" in bad.output
+
+
+def test_key_map_records_exist_only_for_kinds_something_refers_to(runtime, namespace, two_sites):
+    from mapper.keymap import KIND as KEYMAP_KIND
+    from mapper.store import Key
+
+    assert merge(runtime, namespace, two_sites)["status"] == "succeeded"
+    records = runtime.store.run_query(_kind_query(KEYMAP_KIND), namespace).entity_results
+    kinds = {Key.FromString(r.entity.properties["old"].blob_value).path[-1].kind for r in records}
+    # Activities are referenced by nothing: the part records alone map them.
+    assert kinds == {"Author", "Comment", "Config", "Post", "Tag"}
