@@ -44,8 +44,13 @@ class MapKeysMapper(_Stage):
     """Remap stage 1, for one key-path depth: choose and persist every new key."""
 
     def map(self, record: Any) -> None:
-        depth = self.params["depth"]
-        entities = [e for e in self.part_entities(record) if len(e.key.path) == depth]
+        depth, referenced = self.params["depth"], self.params.get("referenced_kinds")
+        entities = [
+            e
+            for e in self.part_entities(record)
+            if len(e.key.path) == depth
+            and (referenced is None or e.key.path[-1].kind in referenced)
+        ]
         choose_keys(self, part_index(record), entities, self.count)
 
 

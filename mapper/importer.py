@@ -98,6 +98,7 @@ def plan_import(rt: Runtime, spec: ImportSpec) -> dict[str, Any]:
     expected = (manifest.project, manifest.database)
     depth = [0]  # the longest key path: remap maps one path length at a time
     referenced: set[str] = set()  # kinds something in the dump points at
+    depth_of: dict[str, int] = {}  # the longest key path per kind
 
     def check(pb: Any, where: str, lineno: int) -> None:
         if partition_of(pb.key)[:2] != expected:
@@ -106,6 +107,8 @@ def plan_import(rt: Runtime, spec: ImportSpec) -> dict[str, Any]:
         per_kind[pb.key.path[-1].kind] += 1
         depth[0] = max(depth[0], len(pb.key.path))
         referenced.update(referenced_kinds(pb))
+        kind = pb.key.path[-1].kind
+        depth_of[kind] = max(depth_of.get(kind, 0), len(pb.key.path))
 
     validate_dump(spec.source, check)
     return {
@@ -119,6 +122,9 @@ def plan_import(rt: Runtime, spec: ImportSpec) -> dict[str, Any]:
         "parts": len(manifest.parts),
         "depth": depth[0],
         "referenced_kinds": sorted(referenced),
+        # Map stages run up to the deepest entity something refers to; the
+        # rest get their keys in the write stage.
+        "referenced_depth": max((depth_of.get(k, 0) for k in referenced), default=0),
     }
 
 
@@ -174,7 +180,7 @@ def plan_params(rt: Runtime, spec: ImportSpec, import_id: str, plan: dict[str, A
     if spec.mode == "keep":
         stages = ["keep"]
     else:
-        stages = [f"map:{depth}" for depth in range(1, plan["depth"] + 1)]
+        stages = [f"map:{depth}" for depth in range(1, plan["referenced_depth"] + 1)]
         stages += ["check"] if spec.options.dangling == "fail" else []
         stages += ["write"]
     return {

@@ -94,24 +94,34 @@ class ImportStage(Mapper):
 # -- stage 1: choose new keys ------------------------------------------------------------
 
 
+#: Part records of keys chosen in the write stage (unreferenced kinds) use depth + this.
+WRITE_SLOT = 1000
+
+
 def choose_keys(
-    stage: ImportStage, part: int, entities: list[Any], count: Callable[..., None]
-) -> None:
-    """Map the entities of one part at one depth and persist the choices.
+    stage: ImportStage,
+    part: int,
+    entities: list[Any],
+    count: Callable[..., None],
+    slot: int = 0,
+) -> list[tuple[Any, Any, str]]:
+    """Map the entities of one part at one depth, persist the choices, return them.
 
     The part's record is written first, then one record per entity of a kind
     something refers to (for other parts' references). A replay finds the part
     record and rewrites the same per-entity records: no second allocation, the
-    same new ids.
+    same new ids. ``slot`` keeps the write stage's records apart from the map
+    stages'.
     """
     if not entities:
-        return
-    rt, keymap, depth = stage.need_runtime(), stage.keymap(), len(entities[0].key.path)
-    chosen = keymap.lookup_parts([(part, depth)]).get((part, depth))
+        return []
+    rt, keymap = stage.need_runtime(), stage.keymap()
+    record = (part, slot + len(entities[0].key.path))
+    chosen = keymap.lookup_parts([record]).get(record)
     if chosen is None:
         chosen = _choose(stage, entities)
         rt.fault("after_allocate", import_id=stage.params["import"])
-        keymap.record_part(part, depth, chosen)
+        keymap.record_part(*record, chosen)
     # One record per entity, for lookups by key from elsewhere: only the kinds
     # something in the dump refers to need one (the part record covers the rest).
     referenced = stage.params.get("referenced_kinds")
@@ -119,6 +129,7 @@ def choose_keys(
     rt.fault("after_map_write", import_id=stage.params["import"])
     for _, _, how in chosen:
         count(how)
+    return chosen
 
 
 def _choose(stage: ImportStage, entities: list[Any]) -> list[tuple[Any, Any, str]]:
@@ -288,8 +299,14 @@ def rewrite(
 ) -> list[Any]:
     """The entities to put, keys rewritten through the key map, schema drift applied."""
     depths = {len(e.key.path) for e in entities}
-    records = stage.keymap().lookup_parts([(part, d) for d in depths])
+    slots = [(part, d) for d in depths] + [(part, WRITE_SLOT + d) for d in depths]
+    records = stage.keymap().lookup_parts(slots)
     own = {key_bytes(old): (new, how) for pairs in records.values() for old, new, how in pairs}
+    # Kinds nothing refers to get their keys here, depth by depth (parents first).
+    for depth in sorted(depths):
+        unmapped = [e for e in entities if len(e.key.path) == depth and key_bytes(e.key) not in own]
+        for old, new, how in choose_keys(stage, part, unmapped, count, WRITE_SLOT):
+            own[key_bytes(old)] = (new, how)
     mapped, missing = dangling(stage, entities, known=own)
     puts = []
     for entity in entities:
