@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import flask
@@ -11,6 +13,7 @@ from handlers import admin, cleanup_api, imports, status, tasks
 from handlers.auth import Unauthenticated, Verifier
 from mapper.errors import (
     AuthError,
+    ConfigurationError,
     JobStateError,
     MapperError,
     NotFoundError,
@@ -31,11 +34,13 @@ def create_app(
 
     ``runtime`` and ``verifier`` are for tests: a Runtime with a fault plan, a
     Verifier with local keys. ``MAPPER_AUTH=off`` on App Engine is refused here,
-    at start-up, by the settings' validation.
+    at start-up: by the settings' validation, and by :func:`refuse_auth_off_on_app_engine`
+    for settings built by hand.
     """
     if settings is None:
         settings = runtime.settings if runtime is not None else Settings.from_env()
     settings.validate()
+    refuse_auth_off_on_app_engine(settings)
     runtime = runtime or Runtime(settings)
     app = flask.Flask(__name__)
     app.extensions["mapper.runtime"] = runtime
@@ -47,6 +52,21 @@ def create_app(
     app.register_error_handler(MapperError, _mapper_error)
     app.register_error_handler(RetrySlice, _retry)
     return app
+
+
+def refuse_auth_off_on_app_engine(settings: Settings, env: Mapping[str, str] | None = None) -> None:
+    """Raise if auth is off in a process App Engine started, however ``settings`` were made.
+
+    App Engine sets ``GAE_APPLICATION`` (and ``GAE_ENV=standard`` in the standard
+    environment) for every instance; either one is enough to refuse.
+    """
+    env = os.environ if env is None else env
+    markers = [name for name in ("GAE_ENV", "GAE_APPLICATION") if env.get(name)]
+    if settings.auth == "off" and (settings.on_app_engine or markers):
+        raise ConfigurationError(
+            f"MAPPER_AUTH=off is refused on App Engine (found {', '.join(markers) or 'GAE_ENV'}): "
+            "use MAPPER_AUTH=iap or oidc"
+        )
 
 
 def _mapper_error(error: MapperError) -> tuple[flask.Response, int]:

@@ -29,7 +29,10 @@ def main() -> int:
     parser.add_argument("--kind", choices=("datastore", "firestore"), default="datastore")
     parser.add_argument("--project", default="demo")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, _interrupt)  # stop cleanly when killed, as on Ctrl-C
+    # Stop cleanly on SIGTERM as on Ctrl-C; SIGINT explicitly too, because a shell
+    # starts background jobs (`make serve &`) with SIGINT ignored.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     with (
         start_emulator(args.kind, project=args.project) as datastore,

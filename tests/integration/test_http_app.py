@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ from mapper.faults import FaultPlan
 from mapper.messages import SliceTask, task_to_json
 from mapper.runtime import Runtime
 from tests.mappers import Person
-from tests.tokens import TASK_SA, TASK_URL, LocalCerts, google_token
+from tests.tokens import OTHER_PRIVATE, TASK_SA, TASK_URL, LocalCerts, google_token
 
 TOUCH = "tests.mappers:TouchPeople"
 
@@ -30,6 +32,21 @@ class RecordingDispatcher(Dispatcher):
     def enqueue(self, task: Any, delay: float = 0.0) -> bool:
         self.enqueued.append(task)
         return True
+
+
+class WatchedRuntime(Runtime):
+    """A Runtime that counts ndb contexts: no Datastore read through ndb happens without one.
+
+    Raw-store RPCs are counted by the fault plan's ``rpc:*`` points.
+    """
+
+    contexts = 0
+
+    @contextlib.contextmanager
+    def context(self, namespace: str | None = None) -> Iterator[Any]:
+        self.contexts += 1
+        with super().context(namespace) as context:
+            yield context
 
 
 @pytest.fixture
@@ -63,6 +80,17 @@ def test_the_same_client_chosen_id_twice_starts_one_job(client, namespace, seed,
     assert collections.Counter(p.touched for p in people()) == {1: 50}
 
 
+def test_post_jobs_accepts_exactly_once_and_the_status_shows_it(client, namespace, seed, people):
+    seed(30)
+    body = {"mapper": TOUCH, "namespace": namespace, "id": "xo", "exactly_once": True,
+            "batch_size": 7, "params": {}, "shards": 1}  # fmt: skip
+    assert client.post("/_mapper/jobs", json=body).json == {"id": "xo"}
+    status = wait_for(client, "xo")
+    assert status["exactly_once"] is True and status["batch_size"] == 7
+    assert status["counters"]["processed"] == 30
+    assert collections.Counter(p.touched for p in people()) == {1: 30}
+
+
 def test_errors_are_json_with_4xx_codes(client, namespace):
     bad = client.post("/_mapper/jobs", json={"mapper": "tests.mappers:Nope"})
     assert bad.status_code == 400 and "Nope" in bad.json["error"]
@@ -86,6 +114,50 @@ def test_slice_endpoint_answers_stale_2xx_future_503_and_bad_bodies_400(client, 
     assert future.status_code == 503 and "Retry-After" in future.headers
     assert client.post("/_mapper/tasks/slice", data=b"{").status_code == 400
     assert client.get("/_mapper/jobs/s").json["counters"] == before["counters"]
+
+
+@pytest.fixture
+def manual(settings):
+    """Auth off, slices delivered by hand: the test client plays Cloud Tasks."""
+    faults, dispatcher = FaultPlan(), RecordingDispatcher()
+    runtime = Runtime(settings.replace(auth="off"), dispatcher=dispatcher, faults=faults)
+    yield create_app(runtime=runtime).test_client(), faults, dispatcher
+    runtime.close()
+
+
+def test_a_slice_whose_retries_are_spent_fails_the_job_and_answers_2xx(manual, namespace, seed):
+    client, _, dispatcher = manual
+    seed(20)
+    body = {"mapper": "tests.mappers:Poison", "params": {"poison": "p00003"},
+            "namespace": namespace, "id": "poisoned"}  # fmt: skip
+    assert client.post("/_mapper/jobs", json=body).status_code == 200
+    (first,) = dispatcher.enqueued
+    slice_body = task_to_json(first)
+
+    # settings.max_attempts == 3: two answers Cloud Tasks retries, then the job gives up.
+    codes = [client.post("/_mapper/tasks/slice", data=slice_body).status_code for _ in range(3)]
+
+    assert codes == [503, 503, 200]
+    status = client.get("/_mapper/jobs/poisoned").json
+    assert status["status"] == "failed"
+    assert "cannot map p00003" in status["error"] and status["failed_key"]
+    assert status["shards"][0]["attempts"] == 3
+    # A late redelivery of the failed slice changes nothing and stops the queue too.
+    assert client.post("/_mapper/tasks/slice", data=slice_body).status_code == 200
+    assert client.get("/_mapper/jobs/poisoned").json["shards"][0]["attempts"] == 3
+
+
+def test_an_unexpected_error_answers_5xx_so_cloud_tasks_retries(manual, namespace, seed, people):
+    client, faults, dispatcher = manual
+    seed(10)
+    client.post("/_mapper/jobs", json={"mapper": TOUCH, "namespace": namespace, "id": "flaky"})
+    slice_body = task_to_json(dispatcher.enqueued[0])
+    faults.raise_at("rpc:Lookup", lambda: RuntimeError("datastore went away"))
+
+    assert client.post("/_mapper/tasks/slice", data=slice_body).status_code == 500
+
+    assert client.post("/_mapper/tasks/slice", data=slice_body).status_code == 200
+    assert collections.Counter(p.touched for p in people()) == {1: 10}
 
 
 def test_start_task_endpoint_starts_a_job_from_a_task_body(client, namespace, seed):
@@ -135,9 +207,10 @@ def guarded(settings):
         auth="oidc", task_url=TASK_URL + "/", task_service_account=TASK_SA,
         admin_emails=("admin@example.com",), queue="projects/demo/locations/l/queues/q",
     )  # fmt: skip
-    runtime = Runtime(secured, dispatcher=dispatcher, faults=faults)
+    runtime = WatchedRuntime(secured, dispatcher=dispatcher, faults=faults)
     app = create_app(runtime=runtime, verifier=_verifier())
-    yield app.test_client(), faults, dispatcher
+    runtime.contexts = 0
+    yield app.test_client(), faults, dispatcher, runtime
     runtime.close()
 
 
@@ -158,41 +231,50 @@ REFUSED = {
     "expired": ({"Authorization": "Bearer " + google_token(exp=1, iat=0)}, 403),
     "wrong email": ({"Authorization": "Bearer " + google_token(email="x@evil.com")}, 403),
     "unsigned": ({"Authorization": "Bearer " + google_token().rsplit(".", 1)[0] + "."}, 403),
+    "signed by a key Google did not publish": (
+        {"Authorization": "Bearer " + google_token(private=OTHER_PRIVATE)},
+        403,
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(REFUSED))
 @pytest.mark.parametrize(
-    "path",
+    "method,path",
     [
-        "/_mapper/tasks/slice",
-        "/_mapper/tasks/finalize",
-        "/_mapper/tasks/start",
-        "/_mapper/jobs",
-        "/_mapper/imports",
-        "/_mapper/cleanup/orphans",
-        "/_mapper/",
-    ],  # fmt: skip
+        ("POST", "/_mapper/tasks/slice"),
+        ("POST", "/_mapper/tasks/finalize"),
+        ("POST", "/_mapper/tasks/start"),
+        ("POST", "/_mapper/jobs"),
+        ("GET", "/_mapper/jobs"),
+        ("GET", "/_mapper/jobs/nope"),
+        ("POST", "/_mapper/jobs/nope/abort"),
+        ("POST", "/_mapper/jobs/nope/resume"),
+        ("POST", "/_mapper/imports"),
+        ("POST", "/_mapper/cleanup/orphans"),
+        ("GET", "/_mapper/"),
+    ],
 )
 def test_refused_requests_get_401_or_403_and_cause_no_read_write_or_enqueue(
-    guarded, namespace, case, path
+    guarded, namespace, case, method, path
 ):
-    client, faults, dispatcher = guarded
+    client, faults, dispatcher, runtime = guarded
     headers, code = REFUSED[case]
-    body = {"mapper": TOUCH, "namespace": namespace, "id": "nope"}
-    if path.endswith(("slice", "finalize")):
-        body = {"kind": path.rsplit("/", 1)[1], "job_id": "nope", "shard": 0, "slice": 0}
-        if path.endswith("finalize"):
-            body = {"kind": "finalize", "job_id": "nope"}
-    method = "GET" if path == "/_mapper/" else "POST"  # the status page
+    body: dict[str, Any] = {"mapper": TOUCH, "namespace": namespace, "id": "nope"}
+    if path.endswith("slice"):
+        body = {"kind": "slice", "job_id": "nope", "shard": 0, "slice": 0}
+    elif path.endswith("finalize"):
+        body = {"kind": "finalize", "job_id": "nope"}
     reply = client.open(path, method=method, json=body, headers=headers)
     assert reply.status_code == code, reply.json
+    assert "error" in reply.json
     assert not [point for point in faults.hits if point.startswith("rpc:")]
+    assert runtime.contexts == 0
     assert dispatcher.enqueued == []
 
 
 def test_a_genuine_task_token_is_let_through(guarded, namespace, seed):
-    client, faults, dispatcher = guarded
+    client, faults, dispatcher, runtime = guarded
     token = google_token()
     body = {"mapper": TOUCH, "namespace": namespace, "id": "genuine"}
     reply = client.post(
@@ -200,6 +282,8 @@ def test_a_genuine_task_token_is_let_through(guarded, namespace, seed):
     )
     assert reply.status_code == 200, reply.json
     assert [t.job_id for t in dispatcher.enqueued] == ["genuine"]
+    # What the refusal tests count does see an accepted request's reads and writes.
+    assert runtime.contexts > 0 and faults.hits.get("rpc:Commit", 0) > 0
     # An admin token from the allow-list reads it; the task service account may not.
     admin = google_token(email="admin@example.com")
     read = client.get("/_mapper/jobs/genuine", headers={"Authorization": "Bearer " + admin})
@@ -212,6 +296,15 @@ def test_a_genuine_task_token_is_let_through(guarded, namespace, seed):
 def test_auth_off_is_refused_at_start_up_on_app_engine(settings):
     with pytest.raises(ConfigurationError, match="refused on App Engine"):
         create_app(settings.replace(auth="off", on_app_engine=True))
+
+
+@pytest.mark.parametrize("marker", ["GAE_ENV", "GAE_APPLICATION"])
+def test_auth_off_is_refused_when_the_environment_says_app_engine_whatever_the_settings(
+    settings, monkeypatch, marker
+):
+    monkeypatch.setenv(marker, "standard" if marker == "GAE_ENV" else "s~demo")
+    with pytest.raises(ConfigurationError, match=f"refused on App Engine.*{marker}"):
+        create_app(settings.replace(auth="off"))
 
 
 def test_cleanup_plans_and_applies_through_the_admin_api(client, namespace, datastore_client):
