@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from mapper.cleanup_plan import Plan
 from mapper.runtime import Runtime
 from mapper.settings import Settings
 
@@ -19,19 +20,24 @@ def _modules(raw: str) -> list[str]:
 
 def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--namespace", default="", help="Datastore namespace (default: '').")(fn)
-    fn = click.option("--apply", "do_apply", is_flag=True, help="Delete what the plan lists.")(fn)
+    fn = click.option(
+        "--apply", "do_apply", is_flag=True, help="Act on what the plan lists (asks first)."
+    )(fn)
     fn = click.option("--yes", is_flag=True, help="Do not ask for confirmation (scripts).")(fn)
     fn = click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")(fn)
     return fn
 
 
 def _run(
-    make_plan: Callable[[Runtime], Any],
-    apply_plan: Callable[[Runtime, Any], dict[str, int]],
+    make_plan: Callable[[Runtime], Plan],
     do_apply: bool,
     yes: bool,
     as_json: bool,
+    question: str = "Delete all of the above?",
 ) -> None:
+    """Plan, print, and apply only when asked: exit 1 stale, 0 clean or applied."""
+    from mapper.cleanup import apply
+
     rt = Runtime(Settings.from_env())
     try:
         plan = make_plan(rt)
@@ -42,16 +48,16 @@ def _run(
         if plan.empty:
             sys.exit(0)
         if not do_apply:
-            click.echo("Nothing was changed (plan only); run again with --apply to delete.")
+            click.echo("Nothing was changed (plan only); run again with --apply.", err=as_json)
             sys.exit(1)
         if not yes:
             if not sys.stdin.isatty():
                 raise click.UsageError("--apply needs --yes when not run on a terminal")
-            click.confirm("Delete all of the above?", abort=True)
-        done = apply_plan(rt, plan)
+            click.confirm(question, abort=True, err=as_json)
+        done = apply(rt, plan)
     finally:
         rt.close()
-    click.echo("applied: " + ", ".join(f"{k}={v}" for k, v in sorted(done.items())))
+    click.echo("applied: " + ", ".join(f"{k}={v}" for k, v in sorted(done.items())), err=as_json)
     sys.exit(0)
 
 
@@ -65,10 +71,9 @@ def cleanup() -> None:
 @_common
 def stale_kinds(models: str, namespace: str, do_apply: bool, yes: bool, as_json: bool) -> None:
     """Kinds in the store that no model in --models defines (never mapper's own)."""
-    from mapper.cleanup import apply, plan_stale_kinds
+    from mapper.cleanup import plan_stale_kinds
 
-    _run(lambda rt: plan_stale_kinds(rt, _modules(models), namespace), apply, do_apply, yes,
-         as_json)  # fmt: skip
+    _run(lambda rt: plan_stale_kinds(rt, _modules(models), namespace), do_apply, yes, as_json)
 
 
 @cleanup.command("stale-properties")
@@ -76,10 +81,15 @@ def stale_kinds(models: str, namespace: str, do_apply: bool, yes: bool, as_json:
 @_common
 def stale_properties(models: str, namespace: str, do_apply: bool, yes: bool, as_json: bool) -> None:
     """Stored properties the models no longer define (Expando models excepted)."""
-    from mapper.cleanup import apply, plan_stale_properties
+    from mapper.cleanup import plan_stale_properties
 
-    _run(lambda rt: plan_stale_properties(rt, _modules(models), namespace), apply, do_apply,
-         yes, as_json)  # fmt: skip
+    _run(
+        lambda rt: plan_stale_properties(rt, _modules(models), namespace),
+        do_apply,
+        yes,
+        as_json,
+        "Rewrite those entities without the listed properties?",
+    )
 
 
 @cleanup.command("orphans")
@@ -109,7 +119,7 @@ def orphans(
     as_json: bool,
 ) -> None:
     """Entities whose parent or referenced key no longer exists."""
-    from mapper.orphans import OrphanSpec, apply_orphans, plan_orphans
+    from mapper.orphans import OrphanSpec, plan_orphans
 
     pairs = []
     for item in cascade:
@@ -117,13 +127,14 @@ def orphans(
         if not dot or not target or not prop:
             raise click.BadParameter(f"expected KIND.PROP, got {item!r}", param_hint="--cascade")
         pairs.append([target, prop])
-    spec = OrphanSpec(kind, properties, parents, pairs).validate()
+    spec = OrphanSpec(kind, properties, parents, pairs, action).validate()
+    verb = {"null": "Set the dangling references above to null?"}
     _run(
         lambda rt: plan_orphans(rt, spec, namespace, shards),
-        lambda rt, plan: apply_orphans(rt, plan, action, shards),
         do_apply,
         yes,
         as_json,
+        verb.get(action, "Delete all of the above?"),
     )
 
 
@@ -131,24 +142,35 @@ def orphans(
 @click.argument("dump_dir", metavar="DUMP_DIR")
 @click.option("--kind", required=True, help="The kind the sync imported.")
 @click.option("--filter", "filters", multiple=True, help="PROP=VALUE: the scope the sync covers.")
+@click.option(
+    "--dump-namespace",
+    default=None,
+    help="The dump's namespace, when the sync imported it into another (default: --namespace).",
+)
 @_common
 def missing(
     dump_dir: str,
     kind: str,
     filters: tuple[str, ...],
+    dump_namespace: str | None,
     namespace: str,
     do_apply: bool,
     yes: bool,
     as_json: bool,
 ) -> None:
     """Entities in scope whose keys the (complete) dump in DUMP_DIR does not contain."""
-    from mapper.base import Mapper
-    from mapper.cleanup import apply, plan_missing
+    from mapper.cleanup import plan_missing
     from mapper.cli import parse_param
 
-    class Scope(Mapper):
-        FILTERS = [parse_param(f) for f in filters]
-
-    scope = Scope().filter_pbs()
-    _run(lambda rt: plan_missing(rt, dump_dir, kind, namespace, scope), apply, do_apply, yes,
-         as_json)  # fmt: skip
+    scope = []
+    for raw in filters:
+        try:
+            scope.append(parse_param(raw))
+        except click.BadParameter as e:
+            raise click.BadParameter(e.message, param_hint="--filter") from e
+    _run(
+        lambda rt: plan_missing(rt, dump_dir, kind, namespace, scope, dump_namespace),
+        do_apply,
+        yes,
+        as_json,
+    )

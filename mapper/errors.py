@@ -80,3 +80,7 @@ class SimulatedCrash(BaseException):
     A BaseException on purpose: the slice's own error handling must not see it,
     exactly as it would not see the process being killed.
     """
+
+
+class CleanupError(MapperError):
+    """A cleanup cannot plan or apply as asked (bad models, spec, plan or dump scope)."""

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mapper.base import Mapper
-from mapper.cleanup import SAMPLES, Plan, scan
 from mapper.cleanup_jobs import _RawKindMapper
-from mapper.errors import ConfigurationError
+from mapper.cleanup_plan import SAMPLES, Plan, chunks, keys_where
+from mapper.dumpformat import describe_key
+from mapper.errors import CleanupError
 from mapper.jobs import start_job
 from mapper.keymap import key_bytes
 from mapper.messages import JobSpec
-from mapper.query import KEY_PROPERTY
 from mapper.store import MAX_LOOKUP_KEYS, Entity, PropertyFilter, Query
 
 if TYPE_CHECKING:
@@ -32,18 +32,43 @@ RECORD_KIND = "_MapperOrphan"
 
 @dataclasses.dataclass(frozen=True)
 class OrphanSpec:
+    """What an orphan scan checks, and what its apply does with the orphans it finds."""
+
     kind: str
+    #: Key properties (single or repeated) whose every key must exist.
     properties: Sequence[str] = ()
+    #: Check that each entity's parent exists.
     parents: bool = False
-    #: [KIND, PROP]: entities whose PROP holds an orphan's key go with it (cascade).
+    #: The declared reverse references: [KIND, PROP] pairs; with ``cascade``, the
+    #: entities of KIND whose PROP holds an orphan's key are deleted with it.
     cascade: Sequence[Sequence[str]] = ()
+    #: delete | null (set the dangling reference to null) | cascade.
+    action: str = "delete"
 
     def validate(self) -> OrphanSpec:
-        if not self.kind:
-            raise ConfigurationError("orphans needs --kind")
+        """Raise CleanupError naming the first bad field (before anything is written)."""
+        if not isinstance(self.kind, str) or not self.kind or self.kind.startswith("__"):
+            raise CleanupError(f"orphans needs a user kind (--kind), got {self.kind!r}")
         if not self.properties and not self.parents:
-            raise ConfigurationError("orphans needs --property P (repeatable) and/or --parents")
+            raise CleanupError("orphans needs --property P (repeatable) and/or --parents")
+        bad = [p for p in self.properties if not isinstance(p, str) or not p]
+        if bad or isinstance(self.properties, str):
+            raise CleanupError(f"--property names a property, got {self.properties!r}")
+        check_action(self.action, self.parents, self.cascade)
         return self
+
+
+def check_action(action: str, parents: bool, cascade: Sequence[Sequence[str]]) -> None:
+    """Refuse an action that cannot apply to the scan (before the scan, not after)."""
+    if action not in ACTIONS[1:]:
+        raise CleanupError(f"--action must be one of {ACTIONS[1:]}, got {action!r}")
+    if action == "null" and parents:
+        raise CleanupError("--action null cannot null a parent: use delete or cascade")
+    for pair in cascade:
+        if len(pair) != 2 or not all(isinstance(p, str) and p for p in pair):
+            raise CleanupError(f"--cascade takes KIND.PROP, got {pair!r}")
+    if action == "cascade" and not cascade:
+        raise CleanupError("--action cascade needs --cascade KIND.PROP (repeatable)")
 
 
 def orphan_references(
@@ -126,16 +151,10 @@ class OrphanApplyMapper(Mapper):
     def _dependents(self, key: Any) -> list[Any]:
         if self.params["action"] != "cascade":
             return []
+        rt = self.need_runtime()
         found = []
         for kind, prop in self.params["cascade"]:
-            query = Query()
-            query.kind.add(name=kind)
-            query.projection.add().property.name = KEY_PROPERTY
-            query.filter.property_filter.property.name = prop
-            query.filter.property_filter.op = PropertyFilter.EQUAL
-            query.filter.property_filter.value.key_value.CopyFrom(key)
-            batch = self.need_runtime().store.run_query(query, key.partition_id.namespace_id)
-            found += [r.entity.key for r in batch.entity_results]
+            found += keys_where(rt, kind, prop, key)
         self.count("dependents", len(found))
         return found
 
@@ -148,9 +167,13 @@ def missing_references(mapper: Mapper, entities: list[Any]) -> set[bytes]:
         for entity in entities
         for _, key in orphan_references(entity, params["properties"], params["parents"])
     }
-    mapper.count("lookups", -(-len(refs) // MAX_LOOKUP_KEYS))
-    found = mapper.need_runtime().store.lookup(list(refs.values())) if refs else {}
-    return set(refs) - set(found)
+    store = mapper.need_runtime().store
+    found: set[bytes] = set()
+    for chunk in chunks(list(refs.values()), MAX_LOOKUP_KEYS):
+        found.update(store.lookup(chunk))
+        mapper.count("lookups")
+        mapper.count("lookup_keys", len(chunk))
+    return set(refs) - found
 
 
 def _null(entity: Any, name: str, missing: set[bytes]) -> None:
@@ -165,90 +188,73 @@ def _null(entity: Any, name: str, missing: set[bytes]) -> None:
         value.exclude_from_indexes = excluded
 
 
-def _params(rt: Runtime, spec: OrphanSpec, action: str) -> dict[str, Any]:
+def _params(rt: Runtime, spec: OrphanSpec) -> dict[str, Any]:
     return {
         "kind": spec.kind,
         "properties": list(spec.properties),
         "parents": spec.parents,
-        "action": action,
+        "action": spec.action,
         "cascade": [list(c) for c in spec.cascade],
         "state_namespace": rt.settings.state_namespace,
     }
 
 
 def plan_orphans(rt: Runtime, spec: OrphanSpec, namespace: str = "", shards: int = 4) -> Plan:
-    """Find and record the orphans with a sharded, resumable scan job; sample a few."""
+    """Find the orphans with a sharded, resumable scan job that records each one.
+
+    Reads user data only; the scan's job state and its ``_MapperOrphan``
+    records go to the state namespace, for :func:`apply_orphans` to act on.
+    """
     job = JobSpec(
         mapper="mapper.orphans:OrphanMapper",
-        params=_params(rt, spec.validate(), "plan"),
+        params=_params(rt, spec.validate()),
         shards=shards,
         batch_size=500,
         namespace=namespace,
-    )
+    ).validate()
     status = start_job(rt, job).wait()
     if status["status"] != "succeeded":
-        raise ConfigurationError(
-            f"orphan scan {status['id']} {status['status']}: {status['error']}"
-        )
-    plan = Plan(f"orphaned {spec.kind}", namespace, target={**job.params, "scan_job": status["id"]})
+        raise CleanupError(f"orphan scan {status['id']} {status['status']}: {status['error']}")
+    target = {**job.params, "scan_job": status["id"]}
+    plan = Plan(f"orphaned {spec.kind}", namespace, target=target, command="orphans")
     plan.counts[spec.kind] = status["counters"].get("orphans", 0)
     if plan.counts[spec.kind]:
-        plan.samples[spec.kind] = _samples(rt, spec, namespace)
+        plan.samples[spec.kind] = _samples(rt, status["id"])
     return plan
 
 
-def apply_orphans(rt: Runtime, plan: Plan, action: str, shards: int = 4) -> dict[str, int]:
-    """Delete, null or cascade the orphans the plan recorded (each checked again)."""
-    if action not in ACTIONS[1:]:
-        raise ConfigurationError(f"--action must be one of {ACTIONS[1:]}, got {action!r}")
-    if action == "null" and plan.target["parents"]:
-        raise ConfigurationError("--action null cannot null a parent: use delete or cascade")
-    if action == "cascade" and not plan.target["cascade"]:
-        raise ConfigurationError("--action cascade needs --cascade KIND.PROP (repeatable)")
+def apply_orphans(
+    rt: Runtime, plan: Plan, action: str | None = None, shards: int = 4
+) -> dict[str, int]:
+    """Delete, null or cascade the orphans the plan's scan recorded, each checked again.
+
+    ``action`` defaults to the one the plan was made with. Returns the counters
+    ``orphans`` (acted on), ``removed``, ``nulled``, ``dependents`` and
+    ``no_longer_orphans`` (recorded, but fixed since: left alone).
+    """
+    target = plan.target
+    action = target.get("action", "delete") if action is None else action
+    check_action(action, target["parents"], target["cascade"])
     job = JobSpec(
         mapper="mapper.orphans:OrphanApplyMapper",
-        params={**plan.target, "action": action},
+        params={**target, "action": action},
         shards=shards,
         batch_size=500,
         namespace=rt.settings.state_namespace,
-    )
+    ).validate()
     status = start_job(rt, job).wait()
     if status["status"] != "succeeded":
-        raise ConfigurationError(
-            f"orphan {action} {status['id']} {status['status']}: {status['error']}"
-        )
+        raise CleanupError(f"orphan {action} {status['id']} {status['status']}: {status['error']}")
     reported = ("orphans", "removed", "nulled", "dependents", "no_longer_orphans")
     return {name: status["counters"][name] for name in reported if name in status["counters"]}
 
 
-def _samples(rt: Runtime, spec: OrphanSpec, namespace: str) -> list[str]:
-    from mapper.dumpformat import describe_key
-
-    samples: list[str] = []
-    page: list[Any] = []
-    for entity in scan(rt, spec.kind, namespace):
-        page.append(entity)
-        if len(page) == 500:
-            samples += _page_orphans(rt, spec, page)
-            page = []
-            if len(samples) >= SAMPLES:
-                break
-    samples += _page_orphans(rt, spec, page)
-    return [describe_key(key) for key in samples[:SAMPLES]]
-
-
-def _page_orphans(rt: Runtime, spec: OrphanSpec, page: list[Any]) -> list[Any]:
-    refs = {
-        key_bytes(key): key
-        for entity in page
-        for _, key in orphan_references(entity, spec.properties, spec.parents)
-    }
-    found = rt.store.lookup(list(refs.values())) if refs else {}
-    return [
-        entity.key
-        for entity in page
-        if any(
-            key_bytes(key) not in found
-            for _, key in orphan_references(entity, spec.properties, spec.parents)
-        )
-    ]
+def _samples(rt: Runtime, scan_job: str) -> list[str]:
+    """A few of the orphans the scan recorded (records are named by a hash: a spread)."""
+    query = Query(limit={"value": SAMPLES})
+    query.kind.add(name=RECORD_KIND)
+    query.filter.property_filter.property.name = "scan"
+    query.filter.property_filter.op = PropertyFilter.EQUAL
+    query.filter.property_filter.value.string_value = scan_job
+    batch = rt.store.run_query(query, rt.settings.state_namespace)
+    return sorted(describe_key(r.entity.properties["key"].key_value) for r in batch.entity_results)

@@ -14,6 +14,7 @@ class Person(ndb.Model):
 
 class Order(ndb.Model):
     person = ndb.KeyProperty(kind="Person")
+    watchers = ndb.KeyProperty(kind="Person", repeated=True)
     total = ndb.IntegerProperty()
 
 
