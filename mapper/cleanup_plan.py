@@ -19,6 +19,8 @@ SAMPLES = 5
 #: The cleanups, by the name the CLI and the admin API give them.
 COMMANDS = ("stale-kinds", "stale-properties", "orphans", "missing")
 GUARANTEE = "Nothing else will be deleted or changed."
+#: The pseudo property of a reverse reference by key path: ``--cascade Comment.__parent__``.
+PARENT = "__parent__"
 _PAGE = 500
 
 
@@ -102,15 +104,24 @@ def scan(
 
 
 def keys_where(rt: Runtime, kind: str, prop: str, key: Any) -> list[Any]:
-    """Keys of the ``kind`` entities whose ``prop`` holds ``key`` (in ``key``'s namespace)."""
+    """Keys of the ``kind`` entities whose ``prop`` holds ``key`` (in ``key``'s namespace).
+
+    ``prop`` ``__parent__`` means the ``kind`` entities under ``key`` (its
+    descendants, at any depth): an ancestor query.
+    """
     from mapper.store import Filter, PropertyFilter
 
     where = Filter()
-    where.property_filter.property.name = prop
-    where.property_filter.op = PropertyFilter.EQUAL
+    if prop == PARENT:
+        where.property_filter.property.name = "__key__"
+        where.property_filter.op = PropertyFilter.HAS_ANCESTOR
+    else:
+        where.property_filter.property.name = prop
+        where.property_filter.op = PropertyFilter.EQUAL
     where.property_filter.value.key_value.CopyFrom(key)
     namespace = key.partition_id.namespace_id
-    return [e.key for e in scan(rt, kind, namespace, [where], keys_only=True)]
+    found = (e.key for e in scan(rt, kind, namespace, [where], keys_only=True))
+    return [k for k in found if k != key]
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -102,7 +102,8 @@ def stale_properties(models: str, namespace: str, do_apply: bool, yes: bool, as_
     "cascade",
     multiple=True,
     metavar="KIND.PROP",
-    help="Dependents to delete with an orphan (KIND whose PROP holds its key).",
+    help="Dependents to delete with an orphan: KIND whose PROP holds its key "
+    "(KIND.__parent__: KIND entities under it).",
 )
 @click.option("--shards", default=4, show_default=True, type=int)
 @_common

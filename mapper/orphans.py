@@ -3,7 +3,8 @@
 The scan is a sharded, resumable job (``OrphanMapper``): each batch gathers
 the keys it refers to and looks them up at once (at most 1,000 keys a Lookup),
 then counts (plan), deletes, nulls the reference, or deletes with dependents
-(``cascade``: entities of declared ``KIND.PROP`` reverse references).
+(``cascade``: entities of declared ``KIND.PROP`` reverse references, or
+``KIND.__parent__`` for the entities under an orphan).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class OrphanSpec:
     #: Check that each entity's parent exists.
     parents: bool = False
     #: The declared reverse references: [KIND, PROP] pairs; with ``cascade``, the
-    #: entities of KIND whose PROP holds an orphan's key are deleted with it.
+    #: entities of KIND whose PROP holds an orphan's key are deleted with it
+    #: (PROP ``__parent__``: the KIND entities under the orphan's key).
     cascade: Sequence[Sequence[str]] = ()
     #: delete | null (set the dangling reference to null) | cascade.
     action: str = "delete"

@@ -99,17 +99,21 @@ def test_orphans_cascade_deletes_declared_dependents_past_a_query_page(
     orders = put(datastore_client, "Order", 2, person=lambda i: people[i], total=1)
     put(datastore_client, "Line", 310, order=orders[0])  # more than one emulator page (300)
     kept_lines = put(datastore_client, "Line", 2, order=orders[1])
+    put(datastore_client, "Note", 2, parent=orders[0], text="under the orphan")
+    kept_notes = put(datastore_client, "Note", 1, parent=orders[1], text="kept")
     datastore_client.delete(people[0])
     before = snapshot(runtime, namespace)
-    spec = OrphanSpec("Order", ["person"], cascade=[["Line", "order"]], action="cascade")
+    cascade = [["Line", "order"], ["Note", "__parent__"]]
+    spec = OrphanSpec("Order", ["person"], cascade=cascade, action="cascade")
     plan = plan_orphans(runtime, spec, namespace)
 
-    assert apply(runtime, plan) == {"orphans": 1, "removed": 1, "dependents": 310}
+    assert apply(runtime, plan) == {"orphans": 1, "removed": 1, "dependents": 312}
 
     after = snapshot(runtime, namespace)
     assert set(only(after, "Line")) == {kb(k) for k in kept_lines}
-    assert after == {k: v for k, v in before.items() if k in after}
+    assert set(only(after, "Note")) == {kb(k) for k in kept_notes}
     assert set(only(after, "Order")) == {kb(orders[1])}
+    assert after == {k: v for k, v in before.items() if k in after}
     assert apply(runtime, plan) == {}
 
 
