@@ -163,19 +163,22 @@ def start_import(rt: Runtime, spec: ImportSpec) -> tuple[dict[str, Any], ImportR
         if spec.mode == "remap":
             from mapper.remap_plan import plan_remap
 
-            plan["remap"] = plan_remap(rt, spec, plan_params(rt, spec, "dry-run", plan))
+            params = plan_params(rt, spec, "dry-run", plan, read_manifest(spec.source))
+            plan["remap"] = plan_remap(rt, spec, params)
         return plan, None
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     import_id = spec.id or f"import-{stamp}-{uuid.uuid4().hex[:6]}"
-    _stage_parts(rt, import_id, spec.source, read_manifest(spec.source))
-    params = plan_params(rt, spec, import_id, plan)
+    manifest = read_manifest(spec.source)
+    _stage_parts(rt, import_id, spec.source, manifest)
+    params = plan_params(rt, spec, import_id, plan, manifest)
     start_job(rt, stage_job_spec(params, 0))
     return plan, ImportRun(rt, import_id)
 
 
-def plan_params(rt: Runtime, spec: ImportSpec, import_id: str, plan: dict[str, Any]) -> dict:
+def plan_params(
+    rt: Runtime, spec: ImportSpec, import_id: str, plan: dict[str, Any], manifest: Manifest
+) -> dict[str, Any]:
     """The JSON params every stage job of this import carries."""
-    manifest = read_manifest(spec.source)
     moves = partition_moves(rt, manifest, spec)
     if spec.mode == "keep":
         stages = ["keep"]

@@ -15,18 +15,11 @@ from mapper.errors import CleanupError
 from mapper.orphans import OrphanSpec, _null, orphan_references
 from mapper.store import Entity, Filter, Key
 from tests.cleanup_models import Bag, Order, Person
+from tests.fixtures_alltypes import key
 
 
 def make_key(*path, namespace=""):
-    key = Key()
-    key.partition_id.namespace_id = namespace
-    for kind, ident in zip(path[::2], path[1::2], strict=True):
-        element = key.path.add(kind=kind)
-        if isinstance(ident, int):
-            element.id = ident
-        else:
-            element.name = ident
-    return key
+    return key("", namespace, *path)
 
 
 def make_entity(key, **props):

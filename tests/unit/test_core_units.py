@@ -9,18 +9,12 @@ from mapper.messages import JobSpec, SliceTask, task_from_json, task_to_json
 from mapper.query import key_order
 from mapper.settings import Settings
 from mapper.splitting import pick_split_points
-from mapper.store import Entity, Key, bounded_batches
+from mapper.store import Entity, bounded_batches
+from tests.fixtures_alltypes import key
 
 
 def make_key(*path):
-    key = Key()
-    for kind, ident in zip(path[::2], path[1::2], strict=True):
-        element = key.path.add(kind=kind)
-        if isinstance(ident, int):
-            element.id = ident
-        else:
-            element.name = ident
-    return key
+    return key("", "", *path)
 
 
 def test_slice_task_round_trips_through_json_with_a_valid_task_name():
