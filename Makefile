@@ -41,7 +41,7 @@ bench: venv
 
 # Datastore emulator + Cloud Tasks emulator + the app on :8080 (auth off); Ctrl-C stops all.
 serve: venv
-	$(PY) -m handlers.serve --port $(or $(PORT),8080)
+	$(PY) -m mapper.testing.serve --port $(or $(PORT),8080)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -34,7 +34,7 @@ def seed_items(client: Any, namespace: str, n: int, **extra: Any) -> None:
 
 def run_sizes(module: str, sizes: Sequence[int], args: Sequence[str]) -> list[dict[str, Any]]:
     """Start one Datastore emulator; run ``module --child N`` per size; collect their JSON."""
-    from mapper.emulator import start_emulator
+    from mapper.testing.emulator import start_emulator
 
     results = []
     with start_emulator("datastore", project="bench") as emulator:

@@ -34,11 +34,11 @@ from bench.common import KIND, print_rates, run_sizes, seed_items, timed
 def child(n: int, shards: int) -> dict[str, Any]:
     from google.cloud import datastore
 
-    from mapper.export import ExportSpec, start_export
-    from mapper.importer import ImportSpec, start_import
-    from mapper.remap_options import RemapOptions
-    from mapper.runtime import Runtime
+    from mapper.engine.runtime import Runtime
     from mapper.settings import Settings
+    from mapper.transfer.export import ExportSpec, start_export
+    from mapper.transfer.importer import ImportSpec, start_import
+    from mapper.transfer.options import RemapOptions
 
     project, host = os.environ["GOOGLE_CLOUD_PROJECT"], os.environ["DATASTORE_EMULATOR_HOST"]
     client = datastore.Client(project=project)

@@ -107,9 +107,9 @@ def naive_ndb(namespace: str, n: int) -> None:
 
 def ours(mapper: str, shards: int, batch_size: int) -> Callable[[str, int], None]:
     def run(namespace: str, n: int) -> None:
-        from mapper.jobs import start_job
-        from mapper.messages import JobSpec
-        from mapper.runtime import Runtime
+        from mapper.engine.jobs import start_job
+        from mapper.engine.runtime import Runtime
+        from mapper.engine.spec import JobSpec
         from mapper.settings import Settings
 
         project, host = os.environ["GOOGLE_CLOUD_PROJECT"], os.environ["DATASTORE_EMULATOR_HOST"]
@@ -149,7 +149,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 @contextlib.contextmanager
 def profiled(path: str) -> Iterator[None]:
     """cProfile the main thread and every task the local dispatcher runs; one merged file."""
-    from mapper.runtime import Runtime
+    from mapper.engine.runtime import Runtime
 
     profiles: list[cProfile.Profile] = []
     handle = Runtime.handle
@@ -186,7 +186,7 @@ def spawn(variant: str, namespace: str, n: int, env: dict[str, str], extra: list
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     from google.cloud import datastore
 
-    from mapper.emulator import start_emulator
+    from mapper.testing.emulator import start_emulator
 
     sizes = [int(size) for size in args.sizes.split(",")]
     extra = ["--shards", str(args.shards), "--batch-size", str(args.batch_size)]

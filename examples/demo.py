@@ -19,14 +19,14 @@ from google.cloud import ndb
 
 from examples import blog
 from examples.models import Customer, DeleteInactive, FillEmailDomain
-from mapper.emulator import start_emulator
-from mapper.export import ExportSpec, start_export
-from mapper.importer import ImportSpec, start_import
-from mapper.progress import Progress
-from mapper.remap_options import parse_options
-from mapper.remap_plan import summarize
-from mapper.runtime import Runtime
+from mapper.cli.progress import Progress
+from mapper.engine.runtime import Runtime
 from mapper.settings import Settings
+from mapper.testing.emulator import start_emulator
+from mapper.transfer.export import ExportSpec, start_export
+from mapper.transfer.importer import ImportSpec, start_import
+from mapper.transfer.options import parse_options
+from mapper.transfer.remap_plan import summarize
 
 CUSTOMERS = 20_000
 POSTS = 1_000
@@ -148,8 +148,8 @@ def verify_merge(rt: Runtime) -> bool:
 
 def cleanup_plan(rt: Runtime) -> bool:
     step("4. cleanup plan of the merged site-a (plans only: nothing is deleted)")
-    from mapper.cleanup import plan_stale_kinds, plan_stale_properties
-    from mapper.orphans import OrphanSpec, plan_orphans
+    from mapper.cleanup.apply import plan_stale_kinds, plan_stale_properties
+    from mapper.cleanup.orphans import OrphanSpec, plan_orphans
 
     plans = [
         plan_stale_kinds(rt, ["examples.blog"], "site-a"),

@@ -1,4 +1,4 @@
-"""Flask blueprints: task endpoints, the job admin API and the status page."""
+"""This repository's own service (main.py): create_app wires mapper.web."""
 
 from handlers.app import create_app
 

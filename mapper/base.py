@@ -11,13 +11,13 @@ from google.cloud.datastore import helpers
 from google.cloud.ndb import model as ndb_model
 from google.cloud.ndb import query as ndb_query
 
-from mapper.convert import entity_to_pb, key_to_pb
+from mapper.datastore.convert import entity_to_pb, key_to_pb
+from mapper.datastore.rpc import CompositeFilter, Entity, Filter, Key
 from mapper.errors import InvalidJobError
-from mapper.store import CompositeFilter, Entity, Filter, Key
 
 if TYPE_CHECKING:
-    from mapper.jobs import Job
-    from mapper.runtime import Runtime
+    from mapper.engine.jobs import Job
+    from mapper.engine.runtime import Runtime
 
 
 class Mapper:
@@ -101,10 +101,10 @@ class Mapper:
         Without ``runtime`` one is built from the environment. With the local
         (in-process) dispatcher ``wait`` defaults to True: the slices run here.
         """
-        from mapper.jobs import start_job
-        from mapper.loading import class_spec
-        from mapper.messages import JobSpec
-        from mapper.runtime import runtime_from_env
+        from mapper.engine.jobs import start_job
+        from mapper.engine.loading import class_spec
+        from mapper.engine.runtime import runtime_from_env
+        from mapper.engine.spec import JobSpec
 
         spec = JobSpec(
             mapper=class_spec(type(self)),

@@ -6,9 +6,9 @@ from typing import Any
 
 from google.cloud import datastore
 
-from mapper.cleanup_plan import scan
-from mapper.keymap import key_bytes
-from mapper.runtime import Runtime
+from mapper.cleanup.plan import scan
+from mapper.datastore.keys import key_bytes
+from mapper.engine.runtime import Runtime
 
 #: Every user kind the cleanup tests seed (tests.cleanup_models plus stale ones).
 KINDS = ("Person", "Order", "Note", "Line", "Bag", "OldThing", "Legacy")
@@ -45,14 +45,14 @@ def snapshot(runtime: Runtime, namespace: str, *kinds: str) -> dict[bytes, bytes
 
 def only(state: dict[bytes, bytes], *kinds: str) -> dict[bytes, bytes]:
     """The part of a snapshot that is of ``kinds``."""
-    from mapper.store import Key
+    from mapper.datastore.rpc import Key
 
     return {k: v for k, v in state.items() if Key.FromString(k).path[-1].kind in kinds}
 
 
 def without(entity_bytes: bytes, *names: str) -> bytes:
     """A serialized entity with properties ``names`` removed, all else unchanged."""
-    from mapper.store import Entity
+    from mapper.datastore.rpc import Entity
 
     entity = Entity.FromString(entity_bytes)
     for name in names:
@@ -62,13 +62,13 @@ def without(entity_bytes: bytes, *names: str) -> bytes:
 
 def kb(key: datastore.Key) -> bytes:
     """A google-cloud-datastore key as a snapshot's key."""
-    from mapper.convert import key_to_pb
+    from mapper.datastore.convert import key_to_pb
 
     return key_bytes(key_to_pb(key))
 
 
 def entity(state: dict[bytes, bytes], key: datastore.Key) -> Any:
     """The raw entity a snapshot holds for a google-cloud-datastore key."""
-    from mapper.store import Entity
+    from mapper.datastore.rpc import Entity
 
     return Entity.FromString(state[kb(key)])

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from google.cloud import datastore, ndb
 
-from mapper.emulator import Emulator, start_emulator
 from mapper.settings import Settings
+from mapper.testing.emulator import Emulator, start_emulator
 
 EMULATOR_KINDS = ("datastore", "firestore")
 
@@ -101,7 +101,7 @@ def gcs_emulator() -> Iterator[str]:
     """An in-process Cloud Storage emulator (gcp-storage-emulator); yields its URL."""
     from gcp_storage_emulator.server import create_server
 
-    from mapper.emulator import free_port
+    from mapper.testing.emulator import free_port
 
     port = free_port()
     server = create_server("127.0.0.1", port, in_memory=True)

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from google.auth import crypt, jwt
 
-from handlers.auth import GOOGLE_CERTS_URL, IAP_CERTS_URL
+from mapper.web.auth import GOOGLE_CERTS_URL, IAP_CERTS_URL
 
 TASK_URL = "https://mapper.example.com"
 TASK_SA = "tasks@demo.iam.gserviceaccount.com"

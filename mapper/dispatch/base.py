@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 
-from mapper.messages import Task
+from mapper.dispatch.messages import Task
 
 #: Runs one task. Returns normally for "done" (HTTP 2xx); raises RetrySlice
 #: for "deliver again later"; any other exception also means "again later".

@@ -12,8 +12,8 @@ from google.auth import exceptions as auth_exceptions
 from google.cloud import tasks_v2
 
 from mapper.dispatch.base import Dispatcher
+from mapper.dispatch.messages import Task, task_to_json
 from mapper.errors import ConfigurationError, DispatchError
-from mapper.messages import Task, task_to_json
 from mapper.settings import Settings
 
 logger = logging.getLogger(__name__)

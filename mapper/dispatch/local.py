@@ -7,8 +7,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from mapper.dispatch.base import Dispatcher, TaskHandler
+from mapper.dispatch.messages import Task
 from mapper.errors import DispatchError, RetrySlice, SimulatedCrash
-from mapper.messages import Task
 
 logger = logging.getLogger(__name__)
 

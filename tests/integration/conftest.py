@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 from google.cloud import ndb
 
-from mapper.cli import main
-from mapper.faults import FaultPlan
-from mapper.runtime import Runtime
+from mapper.cli.main import main
+from mapper.engine.runtime import Runtime
 from mapper.settings import Settings
+from mapper.testing.faults import FaultPlan
 from tests.mappers import Person
 
 

@@ -6,7 +6,7 @@ import json
 
 from google.cloud import datastore
 
-from mapper.export import ExportSpec, start_export
+from mapper.transfer.export import ExportSpec, start_export
 from tests.cleanup_seed import put, snapshot
 
 MODELS = ["--models", "tests.cleanup_models"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from google.cloud import datastore
 
-from mapper.cleanup import apply, plan_missing
+from mapper.cleanup.apply import apply, plan_missing
 from mapper.errors import CleanupError, DumpFormatError
-from mapper.export import ExportSpec, start_export
+from mapper.transfer.export import ExportSpec, start_export
 from tests.cleanup_seed import kb, put, snapshot
 
 

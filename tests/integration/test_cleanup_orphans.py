@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from mapper.cleanup import apply
+from mapper.cleanup.apply import apply
+from mapper.cleanup.orphans import OrphanSpec, plan_orphans
+from mapper.engine.status import job_status
 from mapper.errors import CleanupError
-from mapper.jobs import job_status
-from mapper.orphans import OrphanSpec, plan_orphans
 from tests.cleanup_seed import entity, kb, only, put, snapshot, without
 
 

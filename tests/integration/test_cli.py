@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from mapper.engine.jobs import start_job
+from mapper.engine.spec import JobSpec
 from mapper.errors import DispatchError
-from mapper.jobs import start_job
-from mapper.messages import JobSpec
 
 
 def test_run_waits_for_the_job_and_prints_its_counters(cli, namespace, seed, people):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from mapper.dumpformat import MANIFEST, read_manifest
+from mapper.dump.manifest import MANIFEST, read_manifest
 
 
 def test_export_then_import_keep_into_another_namespace(cli, namespace, seed, tmp_path, runtime):

@@ -14,9 +14,14 @@ from typing import Any
 import pytest
 
 from mapper.dispatch.cloudtasks import CloudTasksDispatcher
-from mapper.messages import FinalizeTask, SliceTask, task_to_json
+from mapper.dispatch.messages import FinalizeTask, SliceTask, task_to_json
 from mapper.settings import Settings
-from mapper.tasks_emulator import DEFAULT_QUEUE, TasksEmulator, free_port, start_tasks_emulator
+from mapper.testing.tasks_emulator import (
+    DEFAULT_QUEUE,
+    TasksEmulator,
+    free_port,
+    start_tasks_emulator,
+)
 
 
 class Delivery:

@@ -8,7 +8,7 @@ import psutil
 import pytest
 from google.cloud import datastore
 
-from mapper.emulator import start_emulator
+from mapper.testing.emulator import start_emulator
 
 
 def _processes_on_port(port: int) -> list[psutil.Process]:

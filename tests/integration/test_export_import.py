@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 from google.cloud import ndb
 
-from mapper.dumpformat import MANIFEST, read_manifest, read_part
+from mapper.datastore.keys import key_order
+from mapper.datastore.keywalk import move_partitions
+from mapper.datastore.query import shard_query
+from mapper.dump.manifest import MANIFEST, read_manifest
+from mapper.dump.parts import read_part
 from mapper.errors import ConfigurationError, DumpFormatError
-from mapper.export import ExportSpec, start_export
-from mapper.importer import ImportSpec, _MapperImportPart, plan_import, start_import
-from mapper.keywalk import move_partitions
-from mapper.query import key_order, shard_query
+from mapper.transfer.export import ExportSpec, start_export
+from mapper.transfer.importer import ImportSpec, _MapperImportPart, plan_import, start_import
 from tests.fixtures_alltypes import all_types_entities, entity, key, scalar
 from tests.mappers import Person
 

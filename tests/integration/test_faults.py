@@ -6,9 +6,10 @@ import collections
 
 from google.api_core import exceptions as core_exceptions
 
+from mapper.dispatch.messages import SliceTask
+from mapper.engine.jobs import start_job
+from mapper.engine.spec import JobSpec
 from mapper.errors import RetrySlice
-from mapper.jobs import start_job
-from mapper.messages import JobSpec, SliceTask
 from tests.mappers import Person
 
 

@@ -11,10 +11,10 @@ import pytest
 
 from handlers import create_app
 from mapper.dispatch.base import Dispatcher
+from mapper.dispatch.messages import SliceTask, task_to_json
+from mapper.engine.runtime import Runtime
 from mapper.errors import ConfigurationError
-from mapper.faults import FaultPlan
-from mapper.messages import SliceTask, task_to_json
-from mapper.runtime import Runtime
+from mapper.testing.faults import FaultPlan
 from tests.mappers import Person
 from tests.tokens import OTHER_PRIVATE, TASK_SA, TASK_URL, LocalCerts, google_token
 
@@ -53,7 +53,7 @@ class WatchedRuntime(Runtime):
 def client(runtime):
     app = create_app(runtime=runtime.__class__(runtime.settings.replace(auth="off")))
     yield app.test_client()
-    app.extensions["mapper.runtime"].close()
+    app.extensions["mapper"].close()
 
 
 def test_post_jobs_starts_a_job_and_get_shows_it_succeeded_with_counters(client, namespace, seed):
@@ -215,7 +215,7 @@ def guarded(settings):
 
 
 def _verifier():
-    from handlers.auth import Verifier
+    from mapper.web.auth import Verifier
 
     return Verifier(certs=LocalCerts())
 

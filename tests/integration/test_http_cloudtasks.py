@@ -15,10 +15,10 @@ from werkzeug.serving import make_server
 
 from handlers import create_app
 from mapper.dispatch.cloudtasks import CloudTasksDispatcher
-from mapper.emulator import free_port
-from mapper.messages import SliceTask
+from mapper.dispatch.messages import SliceTask
 from mapper.settings import Settings
-from mapper.tasks_emulator import DEFAULT_QUEUE, TasksEmulator, start_tasks_emulator
+from mapper.testing.emulator import free_port
+from mapper.testing.tasks_emulator import DEFAULT_QUEUE, TasksEmulator, start_tasks_emulator
 from tests.mappers import seed_people_raw
 
 ENTITIES = 20_000
@@ -66,7 +66,7 @@ class ServedApp:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-        self.app.extensions["mapper.runtime"].close()
+        self.app.extensions["mapper"].close()
 
 
 def _recording(wsgi_app: Any, log: list[tuple[str, int]]) -> Any:
@@ -137,7 +137,7 @@ def test_duplicated_tasks_change_nothing(served, namespace, datastore_client, ta
             "batch_size": 200, "id": "dup"}  # fmt: skip
     served.post("/_mapper/jobs", json=body)
     # The emulator does not de-duplicate names: every first slice arrives twice more.
-    dispatcher = CloudTasksDispatcher(served.app.extensions["mapper.runtime"].settings)
+    dispatcher = CloudTasksDispatcher(served.app.extensions["mapper"].settings)
     for shard in range(2):
         for _ in range(2):
             assert dispatcher.enqueue(SliceTask("dup", shard, 0, 0)) is True

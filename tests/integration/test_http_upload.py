@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from handlers import create_app
-from mapper.dumpformat import read_manifest
-from mapper.export import ExportSpec, start_export
+from mapper.dump.manifest import read_manifest
+from mapper.transfer.export import ExportSpec, start_export
 from tests.mappers import Person
 
 
@@ -30,7 +30,7 @@ def client(runtime, tmp_path):
     settings = runtime.settings.replace(auth="off", upload_location=str(tmp_path / "uploads"))
     app = create_app(settings)
     yield app.test_client()
-    app.extensions["mapper.runtime"].close()
+    app.extensions["mapper"].close()
 
 
 def tar_gz(folder: Path, top: str = "dump") -> bytes:

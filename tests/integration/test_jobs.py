@@ -6,9 +6,10 @@ import collections
 
 import pytest
 
+from mapper.engine.jobs import Job, start_job
+from mapper.engine.spec import JobSpec
+from mapper.engine.status import job_status
 from mapper.errors import InvalidJobError, JobStateError
-from mapper.jobs import Job, job_status, start_job
-from mapper.messages import JobSpec
 from tests import mappers
 
 
@@ -90,7 +91,7 @@ def test_finish_runs_once_after_all_shards(runtime, namespace, seed):
 
 
 def test_duplicate_finalize_delivery_runs_finish_once(runtime, namespace, seed):
-    from mapper.messages import FinalizeTask
+    from mapper.dispatch.messages import FinalizeTask
 
     seed(50)
     job, status = run(runtime, namespace, "RecordsFinish")
@@ -116,7 +117,7 @@ def test_bad_mapper_spec_is_refused_before_any_write(runtime, namespace):
         start_job(runtime, JobSpec(mapper="tests.mappers:Nope", namespace=namespace))
     with pytest.raises(InvalidJobError, match="not a subclass"):
         start_job(runtime, JobSpec(mapper="tests.mappers:Person", namespace=namespace))
-    from mapper.jobs import list_job_ids
+    from mapper.engine.status import list_job_ids
 
     assert list_job_ids(runtime) == []
 

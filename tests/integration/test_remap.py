@@ -7,11 +7,11 @@ from google.cloud import ndb
 
 from examples import blog as sites
 from examples.blog import Author, Config, Post, Tag
+from mapper.dispatch.messages import SliceTask
 from mapper.errors import ConfigurationError
-from mapper.export import ExportSpec, start_export
-from mapper.importer import ImportSpec, start_import
-from mapper.messages import SliceTask
-from mapper.remap_options import parse_options
+from mapper.transfer.export import ExportSpec, start_export
+from mapper.transfer.importer import ImportSpec, start_import
+from mapper.transfer.options import parse_options
 
 KINDS = ["Activity", "Author", "Comment", "Config", "Post", "Tag"]
 
@@ -178,7 +178,7 @@ def raw_by(runtime, namespace, kind, prop):
 
 
 def _kind_query(kind):
-    from mapper.query import shard_query
+    from mapper.datastore.query import shard_query
 
     return shard_query(kind, [], None, None, None, 100)
 
@@ -241,7 +241,7 @@ def test_dry_run_reports_inserts_merges_conflicts_and_dangling_and_writes_nothin
     assert "Author', 99" in report["Post"]["samples"]["dangling"][0]
     assert report["Author"]["inserts"] == 3 and report["Comment"]["inserts"] == 2
     assert counts(runtime, namespace) == before
-    from mapper.keymap import KIND as KEYMAP_KIND
+    from mapper.transfer.keymap import KIND as KEYMAP_KIND
 
     assert runtime.store.run_query(_kind_query(KEYMAP_KIND), namespace).entity_results == []
 
@@ -263,8 +263,8 @@ def test_cli_merge_prints_the_plan_and_what_was_remapped(cli, runtime, namespace
 
 
 def test_key_map_records_exist_only_for_kinds_something_refers_to(runtime, namespace, two_sites):
-    from mapper.keymap import KIND as KEYMAP_KIND
-    from mapper.store import Key
+    from mapper.datastore.rpc import Key
+    from mapper.transfer.keymap import KIND as KEYMAP_KIND
 
     assert merge(runtime, namespace, two_sites)["status"] == "succeeded"
     records = runtime.store.run_query(_kind_query(KEYMAP_KIND), namespace).entity_results

@@ -7,10 +7,11 @@ import itertools
 import threading
 from typing import Any
 
-from mapper.faults import FaultPlan
-from mapper.jobs import start_job
-from mapper.messages import JobSpec, SliceTask
-from mapper.runtime import Runtime
+from mapper.dispatch.messages import SliceTask
+from mapper.engine.jobs import start_job
+from mapper.engine.runtime import Runtime
+from mapper.engine.spec import JobSpec
+from mapper.testing.faults import FaultPlan
 from tests.mappers import Person, seed_people_raw
 
 ENTITIES = 50_000

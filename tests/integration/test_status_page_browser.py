@@ -16,7 +16,7 @@ from selenium.webdriver.common.by import By
 from werkzeug.serving import make_server
 
 from handlers import create_app
-from mapper.emulator import free_port
+from mapper.testing.emulator import free_port
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
@@ -49,7 +49,7 @@ def served(settings) -> Iterator[str]:
     thread.start()
     yield f"http://127.0.0.1:{port}"
     server.shutdown()
-    app.extensions["mapper.runtime"].close()
+    app.extensions["mapper"].close()
 
 
 def run_job(url: str, body: dict) -> None:

@@ -12,7 +12,9 @@ from typing import Any
 import flask
 import pytest
 
-from handlers.auth import (
+from mapper.errors import MapperError
+from mapper.settings import Settings
+from mapper.web.auth import (
     GOOGLE_CERTS_URL,
     IAP_CERTS_URL,
     HttpCerts,
@@ -20,8 +22,6 @@ from handlers.auth import (
     require_admin_auth,
     require_task_auth,
 )
-from mapper.errors import MapperError
-from mapper.settings import Settings
 from tests.tokens import (
     ADMIN,
     GOOGLE_PUBLIC,

@@ -7,13 +7,13 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from mapper.cleanup import model_classes, stale_properties_of
-from mapper.cleanup_missing import scope_filters
-from mapper.cleanup_plan import GUARANTEE, Plan
-from mapper.cli import main
+from mapper.cleanup.apply import model_classes, stale_properties_of
+from mapper.cleanup.missing import scope_filters
+from mapper.cleanup.orphans import OrphanSpec, _null, orphan_references
+from mapper.cleanup.plan import GUARANTEE, Plan
+from mapper.cli.main import main
+from mapper.datastore.rpc import Entity, Filter, Key
 from mapper.errors import CleanupError
-from mapper.orphans import OrphanSpec, _null, orphan_references
-from mapper.store import Entity, Filter, Key
 from tests.cleanup_models import Bag, Order, Person
 from tests.fixtures_alltypes import key
 

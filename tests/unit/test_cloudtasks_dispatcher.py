@@ -11,9 +11,9 @@ from google.cloud import tasks_v2
 
 from mapper.dispatch.cloudtasks import CloudTasksDispatcher, http_deadline, oidc_audience
 from mapper.dispatch.local import LocalDispatcher
+from mapper.dispatch.messages import FinalizeTask, SliceTask, task_from_json
 from mapper.dispatch.select import make_dispatcher
 from mapper.errors import ConfigurationError, DispatchError
-from mapper.messages import FinalizeTask, SliceTask, task_from_json
 from mapper.settings import Settings
 
 QUEUE = "projects/demo/locations/us-central1/queues/mapper"

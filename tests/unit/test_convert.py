@@ -8,7 +8,7 @@ from google.cloud import datastore, ndb
 from google.cloud.datastore import helpers
 from google.cloud.ndb import model as ndb_model
 
-from mapper.convert import entity_to_pb, key_to_pb
+from mapper.datastore.convert import entity_to_pb, key_to_pb
 from tests.fixtures_alltypes import all_types_entities
 
 

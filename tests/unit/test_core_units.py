@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from mapper.datastore.keys import key_order
+from mapper.datastore.rpc import Entity, bounded_batches
+from mapper.dispatch.messages import SliceTask, task_from_json, task_to_json
+from mapper.engine.spec import JobSpec
+from mapper.engine.splitting import pick_split_points
 from mapper.errors import ConfigurationError, InvalidJobError, PermanentSliceError
-from mapper.messages import JobSpec, SliceTask, task_from_json, task_to_json
-from mapper.query import key_order
 from mapper.settings import Settings
-from mapper.splitting import pick_split_points
-from mapper.store import Entity, bounded_batches
 from tests.fixtures_alltypes import key
 
 

@@ -14,28 +14,19 @@ from typing import Any
 import pytest
 from google.cloud.datastore_v1.types import entity as entity_types
 
-from mapper import dumpformat
-from mapper.dumpformat import (
+from mapper.dump import files as dumpfiles
+from mapper.dump.codec import MAX_ENTITY_BYTES, decode_entity, decode_strict, encode_entity
+from mapper.dump.files import DumpStore, LocalDumpStore, open_dump_store
+from mapper.dump.manifest import (
     FORMAT_VERSION,
     MANIFEST,
-    MAX_ENTITY_BYTES,
-    DumpStore,
-    LocalDumpStore,
     Manifest,
-    PartInfo,
     copy_dump,
-    decode_entity,
-    decode_strict,
-    encode_entity,
-    open_dump_store,
-    part_relpath,
     read_manifest,
-    read_part,
-    scan_part,
     validate_dump,
     write_manifest,
-    write_part,
 )
+from mapper.dump.parts import PartInfo, part_relpath, read_part, scan_part, write_part
 from mapper.errors import ConfigurationError, DumpFormatError
 from tests.fixtures_alltypes import Entity, all_types_entities, entity, entity_value, key, scalar
 
@@ -626,7 +617,7 @@ def test_gs_url_names_files_under_its_prefix() -> None:
     client = storage.Client(project="p", credentials=AnonymousCredentials())
     store = open_dump_store("gs://bucket/dumps/2024/", gcs_client=client)
 
-    assert isinstance(store, dumpformat.GcsDumpStore)
+    assert isinstance(store, dumpfiles.GcsDumpStore)
     assert store.location() == "gs://bucket/dumps/2024"
     assert store.location("a/b.jsonl.gz") == "gs://bucket/dumps/2024/a/b.jsonl.gz"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mapper.emulator import start_emulator
 from mapper.errors import ConfigurationError
+from mapper.testing.emulator import start_emulator
 
 
 def _fake_gcloud(sdk: Path, script: str) -> Path:

@@ -1,0 +1,114 @@
+"""Missing rows: after a sync import, the entities in scope that the dump no longer holds.
+
+feincms3-data's ``delete_missing``: the dump is the truth for the scope (a
+kind, optionally narrowed by equality filters); whatever the target holds in
+that scope under a key the dump does not contain was deleted at the source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from mapper.cleanup.plan import Plan, chunks, scan
+from mapper.datastore.keys import key_bytes
+from mapper.datastore.rpc import MAX_LOOKUP_KEYS, Filter, Key
+from mapper.dump.manifest import read_manifest, validate_dump
+from mapper.errors import CleanupError
+
+if TYPE_CHECKING:
+    from mapper.engine.runtime import Runtime
+
+
+def scope_filters(filters: Sequence[Any]) -> list[Any]:
+    """Filter protobufs for ``filters``: ``(PROP, VALUE)`` pairs or Filter protobufs."""
+    from mapper.base import Mapper
+
+    pairs = [f for f in filters if not isinstance(f, Filter)]
+
+    class Scope(Mapper):
+        FILTERS = [tuple(p) if isinstance(p, list) else p for p in pairs]
+
+    return [f for f in filters if isinstance(f, Filter)] + Scope().filter_pbs()
+
+
+def plan_missing(
+    rt: Runtime,
+    source: str,
+    kind: str,
+    namespace: str = "",
+    filters: Sequence[Any] = (),
+    dump_namespace: str | None = None,
+) -> Plan:
+    """Entities of ``kind`` in scope whose keys the (complete) dump at ``source`` lacks.
+
+    Args:
+        source: the dump directory (local path or ``gs://``) the sync imported.
+        kind: the kind the sync covers.
+        namespace: the target namespace to clean.
+        filters: the scope within ``kind``: ``(PROP, VALUE)`` pairs or Filter protobufs.
+        dump_namespace: the dump's namespace, when it was imported into another one.
+
+    Raises:
+        DumpFormatError: the dump is incomplete (no manifest) or corrupt.
+        CleanupError: the dump does not cover the scope (kind, namespace, filters).
+    """
+    if not isinstance(kind, str) or not kind or kind.startswith("__"):
+        raise CleanupError(f"missing needs a user kind (--kind), got {kind!r}")
+    scope = scope_filters(filters)
+    source_ns = namespace if dump_namespace is None else dump_namespace
+    check_covers(read_manifest(source), source, kind, source_ns, scope)
+    present: set[bytes] = set()
+
+    def collect(pb: Any, where: str, lineno: int) -> None:
+        if pb.key.path[-1].kind == kind and pb.key.partition_id.namespace_id == source_ns:
+            present.add(key_bytes(_in_target(rt, pb.key, namespace)))
+
+    validate_dump(source, check=collect)
+    plan = Plan(f"missing {kind} rows", namespace, target={"kind": kind, "keys": []},
+                command="missing")  # fmt: skip
+    for entity in scan(rt, kind, namespace, scope, keys_only=True):
+        if key_bytes(entity.key) not in present:
+            plan.add(kind, entity.key)
+            plan.target["keys"].append(key_bytes(entity.key).hex())
+    return plan
+
+
+def check_covers(
+    manifest: Any, source: str, kind: str, namespace: str, scope: Sequence[Any]
+) -> None:
+    """Refuse a dump that does not hold the whole scope: deleting by it would be wrong."""
+    if kind not in manifest.kinds:
+        raise CleanupError(f"the dump {source!r} holds no kind {kind!r}: {list(manifest.kinds)}")
+    if namespace not in manifest.namespaces:
+        raise CleanupError(
+            f"the dump {source!r} is of namespaces {list(manifest.namespaces)!r}, not {namespace!r}"
+        )
+    exported = manifest.metadata.get("filters") or []
+    wanted = {f.SerializeToString(deterministic=True) for f in scope}
+    for pair, pb in zip(exported, scope_filters(exported), strict=True):
+        if pb.SerializeToString(deterministic=True) not in wanted:
+            raise CleanupError(
+                f"the dump {source!r} was exported with the filter {pair!r}: entities outside "
+                "it are not in the dump, so the scope must include it (--filter PROP=VALUE)"
+            )
+
+
+def apply_missing(rt: Runtime, plan: Plan) -> dict[str, int]:
+    """Delete the planned keys that still exist; returns {kind: deleted}."""
+    keys = [Key.FromString(bytes.fromhex(k)) for k in plan.target["keys"]]
+    deleted = 0
+    for chunk in chunks(keys, MAX_LOOKUP_KEYS):
+        existing = list(rt.store.lookup(chunk).keys())
+        rt.store.write([], [Key.FromString(k) for k in existing])
+        deleted += len(existing)
+    return {plan.target["kind"]: deleted}
+
+
+def _in_target(rt: Runtime, key: Any, namespace: str) -> Any:
+    moved = type(key)()
+    moved.CopyFrom(key)
+    moved.partition_id.project_id = rt.settings.project
+    moved.partition_id.database_id = rt.settings.database
+    moved.partition_id.namespace_id = namespace
+    return moved

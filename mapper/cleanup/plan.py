@@ -1,0 +1,129 @@
+"""The cleanup Plan: what a cleanup would remove, shown before anything is removed."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from mapper.datastore.keys import describe_key
+from mapper.datastore.metadata import NO_MORE_RESULTS
+from mapper.datastore.query import shard_query
+from mapper.errors import CleanupError
+
+if TYPE_CHECKING:
+    from mapper.engine.runtime import Runtime
+
+#: Sample keys a plan shows per label.
+SAMPLES = 5
+#: The cleanups, by the name the CLI and the admin API give them.
+COMMANDS = ("stale-kinds", "stale-properties", "orphans", "missing")
+GUARANTEE = "Nothing else will be deleted or changed."
+#: The pseudo property of a reverse reference by key path: ``--cascade Comment.__parent__``.
+PARENT = "__parent__"
+_PAGE = 500
+
+
+@dataclasses.dataclass
+class Plan:
+    """What a cleanup would remove: counts per label, sample keys, and what apply needs.
+
+    ``command`` names the cleanup (one of COMMANDS); ``cleanup`` says what it
+    removes, for people. ``target`` is what :func:`mapper.cleanup.apply` acts
+    on (kinds, properties, keys, the orphan scan), JSON-ready.
+    """
+
+    cleanup: str
+    namespace: str
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    samples: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    target: dict[str, Any] = dataclasses.field(default_factory=dict)
+    command: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return not any(self.counts.values())
+
+    def add(self, label: str, key: Any) -> None:
+        """Count one stale item under ``label``; keep its key as a sample while few."""
+        self.counts[label] = self.counts.get(label, 0) + 1
+        samples = self.samples.setdefault(label, [])
+        if len(samples) < SAMPLES:
+            samples.append(describe_key(key))
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {
+            "empty": self.empty,
+            "guarantee": None if self.empty else GUARANTEE,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        """The plan ``to_json`` gave (a plan shown first, applied in a later request)."""
+        if not isinstance(data, dict):
+            raise CleanupError(f"a plan is a JSON object, got {data!r}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        try:
+            plan = cls(**{k: v for k, v in data.items() if k in fields})
+        except TypeError as e:
+            raise CleanupError(f"not a cleanup plan: {e}") from e
+        if plan.command not in COMMANDS:
+            raise CleanupError(f"plan command must be one of {COMMANDS}, got {plan.command!r}")
+        if not isinstance(plan.target, dict) or not isinstance(plan.counts, dict):
+            raise CleanupError(f"plan target and counts must be objects: {data!r}")
+        return plan
+
+    def render(self) -> list[str]:
+        """The plan as lines, in the manner of Django's remove_stale_contenttypes."""
+        where = f"namespace {self.namespace!r}" if self.namespace else "the default namespace"
+        if self.empty:
+            return [f"{self.cleanup}: nothing is stale in {where}."]
+        lines = [f"{self.cleanup} in {where}:"]
+        for label, count in sorted(self.counts.items()):
+            lines.append(f"    - {label}: {count}")
+            lines += [f"        {sample}" for sample in self.samples.get(label, [])]
+        lines.append(GUARANTEE)
+        return lines
+
+
+def scan(
+    rt: Runtime, kind: str, namespace: str, filters: Sequence[Any] = (), keys_only: bool = False
+) -> Iterator[Any]:
+    """Every raw entity of ``kind`` in key order, a page at a time (memory stays flat)."""
+    after = None
+    while True:
+        query = shard_query(kind, filters, None, None, after, _PAGE, keys_only)
+        batch = rt.store.run_query(query, namespace)
+        results = batch.entity_results
+        yield from (r.entity for r in results)
+        # A page may hold fewer than asked (the emulators cap pages at 300): only
+        # NO_MORE_RESULTS or an empty page ends the scan.
+        if not results or batch.more_results == NO_MORE_RESULTS:
+            return
+        after = results[-1].entity.key
+
+
+def keys_where(rt: Runtime, kind: str, prop: str, key: Any) -> list[Any]:
+    """Keys of the ``kind`` entities whose ``prop`` holds ``key`` (in ``key``'s namespace).
+
+    ``prop`` ``__parent__`` means the ``kind`` entities under ``key`` (its
+    descendants, at any depth): an ancestor query.
+    """
+    from mapper.datastore.rpc import Filter, PropertyFilter
+
+    where = Filter()
+    if prop == PARENT:
+        where.property_filter.property.name = "__key__"
+        where.property_filter.op = PropertyFilter.HAS_ANCESTOR
+    else:
+        where.property_filter.property.name = prop
+        where.property_filter.op = PropertyFilter.EQUAL
+    where.property_filter.value.key_value.CopyFrom(key)
+    namespace = key.partition_id.namespace_id
+    found = (e.key for e in scan(rt, kind, namespace, [where], keys_only=True))
+    return [k for k in found if k != key]
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

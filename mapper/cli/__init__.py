@@ -1,0 +1,1 @@
+"""The ``mapper`` command: a click group and its commands."""

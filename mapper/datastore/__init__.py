@@ -1,0 +1,1 @@
+"""Datastore access: RPCs, transactions, keys, queries, conversion; knows nothing of jobs."""

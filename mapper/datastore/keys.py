@@ -1,0 +1,59 @@
+"""Keys: one serialisation (bytes), one printed form, and Datastore's key order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.cloud.datastore_v1.types import entity as _entity_types
+
+Key = _entity_types.Key.pb()
+
+
+def key_bytes(key: Any) -> bytes:
+    return key.SerializeToString(deterministic=True)
+
+
+def key_order(key: Any) -> tuple[Any, ...]:
+    """Sort key matching Datastore's key order (ids before names, parents first)."""
+    parts: list[Any] = []
+    for element in key.path:
+        which = element.WhichOneof("id_type")
+        if which == "id":
+            ident: tuple[Any, ...] = (1, element.id, b"")
+        elif which == "name":
+            ident = (2, 0, element.name.encode("utf-8"))
+        else:
+            ident = (0, 0, b"")
+        parts.append((element.kind.encode("utf-8"), *ident))
+    return tuple(parts)
+
+
+def key_to_bytes(key: Any | None) -> bytes | None:
+    return None if key is None else key.SerializeToString(deterministic=True)
+
+
+def key_from_bytes(data: bytes | None) -> Any | None:
+    return None if not data else Key.FromString(data)
+
+
+def key_repr(key: Any) -> str:
+    """A readable form of a raw key: ``ns:Kind(1)/Child('name')``."""
+    parts = []
+    for element in key.path:
+        which = element.WhichOneof("id_type")
+        ident = repr(element.name) if which == "name" else str(element.id) if which else "?"
+        parts.append(f"{element.kind}({ident})")
+    namespace = key.partition_id.namespace_id
+    return (f"{namespace}:" if namespace else "") + "/".join(parts)
+
+
+def describe_key(key: Any) -> str:
+    """A key for messages: ``Key('Parent', 1, 'Child', 'x', namespace='n')``."""
+    parts = []
+    for element in key.path:
+        which = element.WhichOneof("id_type")
+        parts += [repr(element.kind), repr(getattr(element, which)) if which else "None"]
+    for label in ("namespace", "database"):
+        if value := getattr(key.partition_id, f"{label}_id"):
+            parts.append(f"{label}={value!r}")
+    return f"Key({', '.join(parts)})"

@@ -1,0 +1,65 @@
+"""Metadata queries: the namespaces, kinds and properties a store holds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from google.api_core import exceptions as core_exceptions
+
+from mapper.datastore.rpc import Query, Store
+from mapper.errors import ConfigurationError
+
+NO_MORE_RESULTS = 3  # QueryResultBatch.MoreResultsType.NO_MORE_RESULTS
+_PAGE = 1000
+
+
+def is_reserved_kind(kind: str) -> bool:
+    """``__kind__``, ``__Stat_Total__`` ...: Datastore's own kinds, never user data."""
+    return kind.startswith("__") and kind.endswith("__")
+
+
+def list_namespaces(store: Store) -> list[str]:
+    """Every namespace holding an entity; ``""`` is the default namespace."""
+    names = []
+    for key in _keys(store, "__namespace__", ""):
+        element = key.path[-1]
+        names.append(element.name if element.WhichOneof("id_type") == "name" else "")
+    return sorted(names)
+
+
+def list_kinds(store: Store, namespace: str) -> list[str]:
+    """The user kinds in ``namespace`` (reserved ``__*__`` kinds left out)."""
+    kinds = (key.path[-1].name for key in _keys(store, "__kind__", namespace))
+    return sorted(kind for kind in kinds if not is_reserved_kind(kind))
+
+
+def list_properties(store: Store, namespace: str, kind: str) -> list[str]:
+    """The indexed property names stored on ``kind`` in ``namespace``."""
+    names = set()
+    for key in _keys(store, "__property__", namespace):
+        if len(key.path) == 2 and key.path[0].name == kind:
+            names.add(key.path[1].name)
+    return sorted(names)
+
+
+def _keys(store: Store, kind: str, namespace: str) -> Iterator[Any]:
+    cursor = b""
+    while True:
+        query = Query(limit={"value": _PAGE})
+        query.kind.add(name=kind)
+        query.projection.add().property.name = "__key__"
+        if cursor:
+            query.start_cursor = cursor
+        try:
+            batch = store.run_query(query, namespace)
+        except (core_exceptions.InvalidArgument, core_exceptions.MethodNotImplemented) as e:
+            raise ConfigurationError(
+                f"this store does not answer {kind} metadata queries ({e.message}); "
+                "the Firestore emulator in Datastore mode has none: name the kinds explicitly"
+            ) from e
+        for result in batch.entity_results:
+            yield result.entity.key
+        if batch.more_results == NO_MORE_RESULTS or not batch.entity_results:
+            return
+        cursor = batch.end_cursor

@@ -1,0 +1,293 @@
+"""Store: raw Datastore v1 RPCs (query pages, lookups, commits) on plain protobufs.
+
+ndb's per-entity tasklet machinery is the main cost of a batch job, so the hot
+path talks gRPC directly with raw (upb) protobuf messages and converts to ndb
+models only where user code needs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import grpc
+from google.api_core import exceptions as core_exceptions
+from google.cloud.datastore_v1.types import datastore as _datastore_types
+from google.cloud.datastore_v1.types import entity as _entity_types
+from google.cloud.datastore_v1.types import query as _query_types
+
+from mapper.datastore.keys import key_repr
+from mapper.errors import PermanentSliceError
+from mapper.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Entity = _entity_types.Entity.pb()
+Key = _entity_types.Key.pb()
+PartitionId = _entity_types.PartitionId.pb()
+Query = _query_types.Query.pb()
+Filter = _query_types.Filter.pb()
+PropertyFilter = _query_types.PropertyFilter.pb()
+CompositeFilter = _query_types.CompositeFilter.pb()
+Mutation = _datastore_types.Mutation.pb()
+RunQueryRequest = _datastore_types.RunQueryRequest.pb()
+RunQueryResponse = _datastore_types.RunQueryResponse.pb()
+LookupRequest = _datastore_types.LookupRequest.pb()
+LookupResponse = _datastore_types.LookupResponse.pb()
+CommitRequest = _datastore_types.CommitRequest.pb()
+CommitResponse = _datastore_types.CommitResponse.pb()
+BeginTransactionRequest = _datastore_types.BeginTransactionRequest.pb()
+BeginTransactionResponse = _datastore_types.BeginTransactionResponse.pb()
+RollbackRequest = _datastore_types.RollbackRequest.pb()
+RollbackResponse = _datastore_types.RollbackResponse.pb()
+AllocateIdsRequest = _datastore_types.AllocateIdsRequest.pb()
+RunAggregationQueryRequest = _datastore_types.RunAggregationQueryRequest.pb()
+RunAggregationQueryResponse = _datastore_types.RunAggregationQueryResponse.pb()
+AllocateIdsResponse = _datastore_types.AllocateIdsResponse.pb()
+
+#: Largest entity Datastore accepts (1 MiB minus 4 bytes).
+MAX_ENTITY_BYTES = 1_048_572
+#: Commit size bounds: Datastore allows 500 mutations and ~10 MiB per request.
+MAX_MUTATIONS = 500
+MAX_COMMIT_BYTES = 8 * 1024 * 1024
+#: Both emulators refuse gRPC messages over 4 MiB (measured: 4,194,304 bytes).
+EMULATOR_MAX_COMMIT_BYTES = 3 * 1024 * 1024 + 512 * 1024
+#: Keys per lookup request.
+MAX_LOOKUP_KEYS = 1000
+
+TRANSIENT = (
+    core_exceptions.ServiceUnavailable,
+    core_exceptions.DeadlineExceeded,
+    core_exceptions.InternalServerError,
+    core_exceptions.TooManyRequests,
+    core_exceptions.Aborted,
+)
+PERMANENT = (
+    core_exceptions.InvalidArgument,
+    core_exceptions.PermissionDenied,
+    core_exceptions.NotFound,
+    core_exceptions.FailedPrecondition,
+)
+
+#: Called before every RPC with its name; tests raise from it to inject faults.
+RpcHook = Callable[[str], None]
+
+
+class Store:
+    """Datastore RPCs for one project/database, over one gRPC channel."""
+
+    def __init__(self, settings: Settings, channel: grpc.Channel, rpc_hook: RpcHook | None = None):
+        self.project = settings.project
+        self.database = settings.database
+        self.rpc_hook = rpc_hook
+        self.retries = 5
+        self.max_commit_bytes = (
+            EMULATOR_MAX_COMMIT_BYTES if settings.emulator_host else MAX_COMMIT_BYTES
+        )
+        params = f"project_id={self.project}"
+        if self.database:
+            params += f"&database_id={self.database}"
+        self._metadata = (("x-goog-request-params", params),)
+        self._calls = {
+            name: channel.unary_unary(
+                f"/google.datastore.v1.Datastore/{name}",
+                request_serializer=req.SerializeToString,
+                response_deserializer=resp.FromString,
+            )
+            for name, req, resp in (
+                ("RunQuery", RunQueryRequest, RunQueryResponse),
+                ("Lookup", LookupRequest, LookupResponse),
+                ("Commit", CommitRequest, CommitResponse),
+                ("BeginTransaction", BeginTransactionRequest, BeginTransactionResponse),
+                ("Rollback", RollbackRequest, RollbackResponse),
+                ("AllocateIds", AllocateIdsRequest, AllocateIdsResponse),
+                ("RunAggregationQuery", RunAggregationQueryRequest, RunAggregationQueryResponse),
+            )
+        }
+
+    # -- requests -------------------------------------------------------------
+
+    def partition(self, namespace: str) -> Any:
+        return PartitionId(
+            project_id=self.project, database_id=self.database, namespace_id=namespace
+        )
+
+    def run_query(self, query: Any, namespace: str, transaction: bytes | None = None) -> Any:
+        """Run one page of ``query``; returns the raw QueryResultBatch."""
+        request = RunQueryRequest(
+            project_id=self.project,
+            database_id=self.database,
+            partition_id=self.partition(namespace),
+            query=query,
+        )
+        if transaction:
+            request.read_options.transaction = transaction
+        return self._call("RunQuery", request, retry=transaction is None).batch
+
+    def run_query_async(self, query: Any, namespace: str) -> Callable[[], Any]:
+        """Start one page of ``query``; returns a function that waits for its batch."""
+        request = RunQueryRequest(
+            project_id=self.project,
+            database_id=self.database,
+            partition_id=self.partition(namespace),
+            query=query,
+        )
+        self._hook("RunQuery")
+        future = self._calls["RunQuery"].future(request, metadata=self._metadata)
+
+        def result() -> Any:
+            try:
+                return future.result().batch
+            except grpc.RpcError as e:
+                error = core_exceptions.from_grpc_error(e)
+                if isinstance(error, TRANSIENT):
+                    return self.run_query(query, namespace)
+                raise error from e
+
+        return result
+
+    def count(self, kind: str, filters: Sequence[Any], namespace: str) -> int:
+        """COUNT(*) of ``kind`` matching ``filters`` (an aggregation query)."""
+        request = RunAggregationQueryRequest(
+            project_id=self.project,
+            database_id=self.database,
+            partition_id=self.partition(namespace),
+        )
+        query = request.aggregation_query.nested_query
+        query.kind.add(name=kind)
+        if len(filters) == 1:
+            query.filter.CopyFrom(filters[0])
+        elif filters:
+            query.filter.composite_filter.op = CompositeFilter.AND
+            query.filter.composite_filter.filters.extend(filters)
+        request.aggregation_query.aggregations.add(alias="n").count.SetInParent()
+        batch = self._call("RunAggregationQuery", request).batch
+        return int(batch.aggregation_results[0].aggregate_properties["n"].integer_value)
+
+    def lookup(self, keys: Sequence[Any], transaction: bytes | None = None) -> dict[bytes, Any]:
+        """Fetch ``keys``; returns {serialized key: entity} for those that exist."""
+        found: dict[bytes, Any] = {}
+        for start in range(0, len(keys), MAX_LOOKUP_KEYS):
+            pending = list(keys[start : start + MAX_LOOKUP_KEYS])
+            while pending:
+                request = LookupRequest(
+                    project_id=self.project, database_id=self.database, keys=pending
+                )
+                if transaction:
+                    request.read_options.transaction = transaction
+                response = self._call("Lookup", request, retry=transaction is None)
+                for result in response.found:
+                    found[result.entity.key.SerializeToString(deterministic=True)] = result.entity
+                pending = list(response.deferred)
+        return found
+
+    def commit(
+        self,
+        upserts: Sequence[Any] = (),
+        deletes: Sequence[Any] = (),
+        transaction: bytes | None = None,
+    ) -> Any:
+        """Write ``upserts`` and ``deletes`` in one commit (no splitting here)."""
+        request = CommitRequest(project_id=self.project, database_id=self.database)
+        if transaction:
+            request.transaction = transaction
+            request.mode = CommitRequest.TRANSACTIONAL
+        else:
+            request.mode = CommitRequest.NON_TRANSACTIONAL
+        mutations = request.mutations
+        for entity in upserts:
+            mutations.add().upsert.CopyFrom(entity)
+        for key in deletes:
+            mutations.add().delete.CopyFrom(key)
+        # A non-transactional upsert/delete batch is idempotent: safe to retry.
+        return self._call("Commit", request, retry=transaction is None)
+
+    def write(self, upserts: Sequence[Any], deletes: Sequence[Any]) -> int:
+        """Write everything in as many bounded commits as it takes; returns commits made."""
+        commits = 0
+        for chunk_puts, chunk_deletes in bounded_batches(upserts, deletes, self.max_commit_bytes):
+            self.commit(chunk_puts, chunk_deletes)
+            commits += 1
+        return commits
+
+    def begin_transaction(self) -> bytes:
+        request = BeginTransactionRequest(project_id=self.project, database_id=self.database)
+        return self._call("BeginTransaction", request).transaction
+
+    def rollback(self, transaction: bytes) -> None:
+        request = RollbackRequest(
+            project_id=self.project, database_id=self.database, transaction=transaction
+        )
+        try:
+            self._call("Rollback", request, retry=False)
+        except core_exceptions.GoogleAPICallError:
+            logger.warning("rollback failed; the transaction will expire on its own")
+
+    def allocate_ids(self, keys: Sequence[Any]) -> list[Any]:
+        request = AllocateIdsRequest(
+            project_id=self.project, database_id=self.database, keys=list(keys)
+        )
+        return list(self._call("AllocateIds", request).keys)
+
+    # -- plumbing -------------------------------------------------------------
+
+    def _hook(self, name: str) -> None:
+        if self.rpc_hook is not None:
+            self.rpc_hook(name)
+
+    def _call(self, name: str, request: Any, retry: bool = True) -> Any:
+        attempt = 0
+        while True:
+            try:
+                self._hook(name)
+                return self._calls[name](request, metadata=self._metadata)
+            except (grpc.RpcError, core_exceptions.GoogleAPICallError) as e:
+                error = core_exceptions.from_grpc_error(e) if isinstance(e, grpc.RpcError) else e
+                attempt += 1
+                if not retry or not isinstance(error, TRANSIENT) or attempt > self.retries:
+                    if error is e:
+                        raise
+                    raise error from e
+                delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
+                logger.info("%s failed with %s; retry %d in %.2fs", name, error, attempt, delay)
+                time.sleep(delay)
+
+
+def bounded_batches(
+    upserts: Sequence[Any], deletes: Sequence[Any], max_bytes: int = MAX_COMMIT_BYTES
+) -> Iterable[tuple[list[Any], list[Any]]]:
+    """Split mutations into commits of <= MAX_MUTATIONS and <= ``max_bytes``.
+
+    Raises PermanentSliceError for an entity over Datastore's 1 MiB limit: no
+    retry could write it.
+    """
+    puts: list[Any] = []
+    dels: list[Any] = []
+    size = 0
+    for entity in upserts:
+        entity_size = entity.ByteSize()
+        if entity_size > MAX_ENTITY_BYTES:
+            raise PermanentSliceError(
+                f"entity is {entity_size} bytes, over Datastore's {MAX_ENTITY_BYTES}",
+                key=key_repr(entity.key),
+            )
+        if puts and (len(puts) >= MAX_MUTATIONS or size + entity_size > max_bytes):
+            yield puts, []
+            puts, size = [], 0
+        puts.append(entity)
+        size += entity_size
+    for key in deletes:
+        if len(puts) + len(dels) >= MAX_MUTATIONS:
+            yield puts, dels
+            puts, dels, size = [], [], 0
+        dels.append(key)
+    if puts or dels:
+        yield puts, dels
+
+
+def is_permanent(error: BaseException) -> bool:
+    """True for errors no retry of the slice can fix."""
+    return isinstance(error, (PermanentSliceError, *PERMANENT))

@@ -1,0 +1,89 @@
+"""Transactions over the raw store, holding ndb records and raw entities together."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from google.cloud import ndb
+from google.cloud.ndb import model as ndb_model
+
+from mapper.datastore.rpc import TRANSIENT, Store
+
+if TYPE_CHECKING:
+    from mapper.engine.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def key_pb(key: ndb.Key) -> Any:
+    return key._key.to_protobuf()._pb
+
+
+class Txn:
+    """One attempt of a transaction: reads see it, writes commit at the end."""
+
+    def __init__(self, store: Store, transaction: bytes):
+        self.store = store
+        self.id = transaction
+        self.upserts: list[Any] = []
+        self.deletes: list[Any] = []
+
+    def get(self, *keys: ndb.Key) -> list[Any]:
+        """Read records by key inside the transaction (None where missing)."""
+        return _lookup_records(self.store, keys, self.id)
+
+    def lookup_raw(self, keys: Sequence[Any]) -> dict[bytes, Any]:
+        return self.store.lookup(keys, transaction=self.id)
+
+    def put(self, *records: ndb.Model) -> None:
+        for record in records:
+            self.upserts.append(ndb_model._entity_to_protobuf(record)._pb)
+
+
+def run_in_transaction(rt: Runtime, fn: Callable[[Txn], T], retries: int = 8) -> T:
+    """Run ``fn`` in a transaction and commit what it wrote; retry on contention."""
+    store = rt.store
+    attempt = 0
+    while True:
+        txn = Txn(store, store.begin_transaction())
+        try:
+            result = fn(txn)
+            store.commit(txn.upserts, txn.deletes, transaction=txn.id)
+            return result
+        except TRANSIENT as e:
+            store.rollback(txn.id)
+            attempt += 1
+            if attempt > retries:
+                raise
+            delay = min(1.0, 0.02 * 2**attempt) * (0.5 + random.random())
+            logger.debug("transaction retry %d after %s", attempt, e)
+            time.sleep(delay)
+        except BaseException:
+            store.rollback(txn.id)
+            raise
+
+
+def get(rt: Runtime, *keys: ndb.Key) -> list[Any]:
+    """Read records by key outside any transaction (strongly consistent)."""
+    return _lookup_records(rt.store, keys, None)
+
+
+def _lookup_records(store: Store, keys: Sequence[ndb.Key], transaction: bytes | None) -> list[Any]:
+    pbs = [key_pb(k) for k in keys]
+    found = store.lookup(pbs, transaction=transaction)
+    records = []
+    for pb in pbs:
+        entity = found.get(pb.SerializeToString(deterministic=True))
+        records.append(None if entity is None else ndb_model._entity_from_protobuf(entity))
+    return records
+
+
+def put_records(rt: Runtime, records: Sequence[ndb.Model]) -> None:
+    """Write records without a transaction, in bounded commits."""
+    rt.store.write([ndb_model._entity_to_protobuf(r)._pb for r in records], [])

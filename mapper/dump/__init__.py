@@ -1,0 +1,1 @@
+"""The dump format: files only, no RPC (codec, files, parts, manifest)."""

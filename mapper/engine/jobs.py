@@ -1,0 +1,250 @@
+"""Jobs: start, finalize, control (abort/pause/resume) and the Job handle."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from mapper.datastore import txn as txns
+from mapper.dispatch.messages import FinalizeTask, SliceTask, check_job_id
+from mapper.engine.loading import load_mapper_class
+from mapper.engine.records import (
+    JobStatus,
+    ShardStatus,
+    _MapperJob,
+    _MapperShard,
+    job_key,
+    shard_key,
+    sum_totals,
+    utcnow,
+)
+from mapper.engine.spec import JobSpec
+from mapper.engine.splitting import split_ranges
+from mapper.engine.status import StatusHandle, job_status
+from mapper.errors import JobStateError, NotFoundError, RetrySlice
+
+if TYPE_CHECKING:
+    from mapper.base import Mapper
+    from mapper.engine.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+def new_job_id() -> str:
+    return f"{datetime.datetime.now(datetime.UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def start_job(rt: Runtime, spec: JobSpec) -> Job:
+    """Create the job and its shards and enqueue their first slices.
+
+    Idempotent for a client-chosen ``spec.id``: a second start of the same id
+    finishes an interrupted start or changes nothing.
+    """
+    spec.validate()
+    mapper_cls = load_mapper_class(spec.mapper)
+    mapper = mapper_cls(**spec.params)
+    mapper.filter_pbs()  # bad params or FILTERS fail before any write
+    job_id = spec.id or new_job_id()
+    with rt.context():
+        job = _create_job_record(rt, job_id, spec)
+        if job.job_status == JobStatus.STARTING:
+            _create_shards(rt, job, mapper)
+        elif job.job_status != JobStatus.RUNNING:
+            return Job(rt, job_id)
+        for index in range(len(job.ranges)):
+            rt.dispatcher.enqueue(SliceTask(job_id, index, 0, 0))
+    logger.info("job=%s started mapper=%s shards=%d", job_id, spec.mapper, len(job.ranges))
+    return Job(rt, job_id)
+
+
+def _create_job_record(rt: Runtime, job_id: str, spec: JobSpec) -> _MapperJob:
+    key = job_key(job_id, rt.settings.state_namespace)
+
+    def fn(t: txns.Txn) -> _MapperJob:
+        existing = t.get(key)[0]
+        if existing is not None:
+            return existing
+        now = utcnow()
+        job = _MapperJob(
+            key=key,
+            status=JobStatus.STARTING.value,
+            mapper=spec.mapper,
+            params=spec.params,
+            namespace=spec.namespace,
+            batch_size=spec.batch_size,
+            exactly_once=spec.exactly_once,
+            shards_requested=spec.shards,
+            created=now,
+            updated=now,
+        )
+        t.put(job)
+        return job
+
+    return txns.run_in_transaction(rt, fn)
+
+
+def _create_shards(rt: Runtime, job: _MapperJob, mapper: Mapper) -> None:
+    ns = rt.settings.state_namespace
+    if not job.ranges:
+        given = mapper.split_keys(job.shards_requested)
+        kind, shards = mapper.kind_name(), job.shards_requested
+        ranges, how = split_ranges(rt.store, kind, job.namespace, shards, given)
+        job.ranges = [[r[0].hex() if r[0] else None, r[1].hex() if r[1] else None] for r in ranges]
+        job.split = how
+        txns.run_in_transaction(rt, lambda t: t.put(job))
+    records = [
+        _MapperShard(
+            key=shard_key(job.job_id, i, ns),
+            job_id=job.job_id,
+            index=i,
+            start_key=bytes.fromhex(start) if start else None,
+            end_key=bytes.fromhex(end) if end else None,
+            updated=utcnow(),
+        )
+        for i, (start, end) in enumerate(job.ranges)
+    ]
+    # No slice runs before the job is RUNNING, so rewriting fresh shards is safe.
+    txns.put_records(rt, records)
+
+    def mark_running(t: txns.Txn) -> None:
+        current = t.get(job.key)[0]
+        if current.job_status == JobStatus.STARTING:
+            current.status = JobStatus.RUNNING.value
+            current.updated = utcnow()
+            t.put(current)
+
+    txns.run_in_transaction(rt, mark_running)
+    job.status = JobStatus.RUNNING.value
+
+
+def finalize(rt: Runtime, task: FinalizeTask) -> None:
+    """Move a job whose shards are all done to SUCCEEDED, running finish() once."""
+    ns = rt.settings.state_namespace
+    jkey = job_key(task.job_id, ns)
+
+    def claim(t: txns.Txn) -> _MapperJob | None:
+        job = t.get(jkey)[0]
+        if job is None or job.job_status.is_final:
+            return None
+        now = utcnow()
+        if job.job_status == JobStatus.FINALIZING and job.finalize_lease_until > now:
+            raise RetrySlice("finish() is running in another copy of this task", delay=2.0)
+        if job.job_status not in (JobStatus.RUNNING, JobStatus.FINALIZING):
+            return None
+        shards = t.get(*[shard_key(task.job_id, i, ns) for i in range(len(job.ranges))])
+        if not all(s is not None and s.shard_status == ShardStatus.DONE for s in shards):
+            return None
+        job.status = JobStatus.FINALIZING.value
+        job.totals = sum_totals(shards)
+        job.finalize_lease_until = now + datetime.timedelta(seconds=rt.settings.lease_seconds)
+        t.put(job)
+        return job
+
+    job = txns.run_in_transaction(rt, claim)
+    if job is None:
+        return
+    mapper = load_mapper_class(job.mapper)(**(job.params or {}))
+    mapper.job_id, mapper.engine.runtime = task.job_id, rt
+    rt.fault("before_finish", job_id=task.job_id)
+    mapper.finish()
+
+    def done(t: txns.Txn) -> None:
+        current = t.get(jkey)[0]
+        if current.job_status == JobStatus.FINALIZING:
+            current.status = JobStatus.SUCCEEDED.value
+            current.finished = current.updated = utcnow()
+            t.put(current)
+
+    txns.run_in_transaction(rt, done)
+    logger.info("job=%s succeeded totals=%s", task.job_id, job.totals)
+
+
+# -- control ---------------------------------------------------------------------
+
+
+def abort_job(rt: Runtime, job_id: str) -> dict[str, Any]:
+    return _set_status(
+        rt, job_id, JobStatus.ABORTED, {JobStatus.STARTING, JobStatus.RUNNING, JobStatus.PAUSED}
+    )
+
+
+def pause_job(rt: Runtime, job_id: str) -> dict[str, Any]:
+    return _set_status(rt, job_id, JobStatus.PAUSED, {JobStatus.RUNNING})
+
+
+def resume_job(rt: Runtime, job_id: str) -> dict[str, Any]:
+    """Let a paused job go on: every unfinished shard gets a task of a new generation."""
+    ns = rt.settings.state_namespace
+    check_job_id(job_id)
+    with rt.context():
+        # From RUNNING too: re-drives a job whose in-process worker died.
+        _set_status(
+            rt,
+            job_id,
+            JobStatus.RUNNING,
+            {JobStatus.PAUSED, JobStatus.RUNNING},
+            bump_generation=True,
+        )
+        job = txns.get(rt, job_key(job_id, ns))[0]
+        for index in range(len(job.ranges)):
+            skey = shard_key(job_id, index, ns)
+
+            def fn(t: txns.Txn, skey: Any = skey) -> SliceTask | None:
+                shard = t.get(skey)[0]
+                if shard is None or shard.shard_status.is_final:
+                    return None
+                shard.status = ShardStatus.RUNNING.value
+                shard.generation = job.generation
+                t.put(shard)
+                return SliceTask(job_id, shard.index, shard.slice, job.generation)
+
+            successor = txns.run_in_transaction(rt, fn)
+            if successor is not None:
+                rt.dispatcher.enqueue(successor)
+        return job_status(rt, job_id)
+
+
+def _set_status(
+    rt: Runtime,
+    job_id: str,
+    status: JobStatus,
+    allowed_from: set[JobStatus],
+    bump_generation: bool = False,
+) -> dict[str, Any]:
+    check_job_id(job_id)
+
+    def fn(t: txns.Txn) -> None:
+        job = t.get(job_key(job_id, rt.settings.state_namespace))[0]
+        if job is None:
+            raise NotFoundError(f"no job {job_id!r}")
+        if job.job_status not in allowed_from:
+            raise JobStateError(f"job {job_id!r} is {job.status}; cannot make it {status.value}")
+        job.status = status.value
+        job.updated = utcnow()
+        if status.is_final:
+            job.finished = job.updated
+        if bump_generation:
+            job.generation = (job.generation or 0) + 1
+        t.put(job)
+
+    with rt.context():
+        txns.run_in_transaction(rt, fn)
+        return job_status(rt, job_id)
+
+
+class Job(StatusHandle):
+    """A handle on a job: status, wait, abort, pause, resume."""
+
+    def status(self) -> dict[str, Any]:
+        return job_status(self.rt, self.id)
+
+    def abort(self) -> dict[str, Any]:
+        return abort_job(self.rt, self.id)
+
+    def pause(self) -> dict[str, Any]:
+        return pause_job(self.rt, self.id)
+
+    def resume(self) -> dict[str, Any]:
+        return resume_job(self.rt, self.id)

@@ -1,0 +1,80 @@
+"""Runtime: the settings, clients and dispatcher a process uses, built in one place."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from google.cloud import ndb
+
+from mapper.datastore.rpc import Store
+from mapper.dispatch.base import Dispatcher
+from mapper.dispatch.messages import FinalizeTask, SliceTask, Task
+from mapper.dispatch.select import make_dispatcher
+from mapper.settings import Settings
+from mapper.testing.faults import FaultHook
+
+
+class Runtime:
+    """Everything a task needs, passed explicitly (no module globals)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        dispatcher: Dispatcher | None = None,
+        faults: FaultHook | None = None,
+    ):
+        self.settings = settings
+        if settings.emulator_host:
+            # ndb and google-cloud-datastore only learn the emulator from the env.
+            os.environ["DATASTORE_EMULATOR_HOST"] = settings.emulator_host
+        self.client = ndb.Client(project=settings.project, database=settings.database or None)
+        self.faults = faults
+        self.store = Store(settings, self.client.stub.grpc_channel, rpc_hook=self._rpc_hook)
+        if dispatcher is None:
+            dispatcher = make_dispatcher(settings)
+        self.dispatcher = dispatcher
+        dispatcher.bind(self.handle)
+
+    @contextlib.contextmanager
+    def context(self, namespace: str | None = None) -> Iterator[Any]:
+        """An ndb context with caches off: jobs read and write far more than fits."""
+        ns = self.settings.state_namespace if namespace is None else namespace
+        current = ndb.get_context(raise_context_error=False)
+        if current is not None:  # re-entrant: public functions call each other
+            with current.new(namespace=ns).use() as context:
+                yield context
+            return
+        with self.client.context(
+            namespace=ns, cache_policy=False, global_cache_policy=False
+        ) as context:
+            yield context
+
+    def handle(self, task: Task) -> None:
+        """Run one task (what the task endpoints and the local dispatcher call)."""
+        from mapper.engine.jobs import finalize
+        from mapper.engine.slices import run_slice
+
+        with self.context():
+            if isinstance(task, SliceTask):
+                run_slice(self, task)
+            elif isinstance(task, FinalizeTask):
+                finalize(self, task)
+
+    def fault(self, point: str, **info: Any) -> None:
+        if self.faults is not None:
+            self.faults(point, info)
+
+    def close(self) -> None:
+        self.dispatcher.close()
+
+    def _rpc_hook(self, name: str) -> None:
+        if self.faults is not None:
+            self.faults(f"rpc:{name}", {})
+
+
+def runtime_from_env(**overrides: Any) -> Runtime:
+    """A Runtime for the settings in the environment (the CLI and ``Mapper.run``)."""
+    return Runtime(Settings.from_env(**overrides))

@@ -1,0 +1,416 @@
+"""Slices: one time-boxed, fenced and leased run of a shard, checkpointed per batch."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from google.api_core import exceptions as core_exceptions
+from google.cloud import ndb
+
+from mapper.base import Mapper
+from mapper.datastore import txn as txns
+from mapper.datastore.keys import key_from_bytes, key_repr, key_to_bytes
+from mapper.datastore.query import shard_query
+from mapper.datastore.rpc import bounded_batches, is_permanent
+from mapper.dispatch.messages import FinalizeTask, SliceTask
+from mapper.engine.loading import load_mapper_class
+from mapper.engine.records import (
+    JobStatus,
+    ShardStatus,
+    _MapperJob,
+    _MapperShard,
+    job_key,
+    shard_key,
+    utcnow,
+)
+from mapper.errors import RetrySlice
+
+if TYPE_CHECKING:
+    from mapper.engine.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+NO_MORE_RESULTS = 3  # QueryResultBatch.MoreResultsType.NO_MORE_RESULTS
+
+
+class _LeaseLost(Exception):
+    """Another copy of this slice owns the shard now: stop without writing state."""
+
+
+def run_slice(rt: Runtime, task: SliceTask) -> None:
+    """Run one slice task; return for "done" (2xx), raise RetrySlice for "later"."""
+    ns = rt.settings.state_namespace
+    job = txns.get(rt, job_key(task.job_id, ns))[0]
+    if job is None:
+        logger.warning("slice for unknown job %s ignored", task.job_id)
+        return
+    claim = _acquire(rt, task)
+    if claim is None:
+        return
+    runner = _SliceRunner(rt, job, task, claim)
+    try:
+        runner.run()
+    except RetrySlice:
+        raise
+    except _LeaseLost as lost:
+        logger.warning("slice %s/%d/%d stops: %s", task.job_id, task.shard, task.slice, lost)
+    except Exception as error:
+        runner.fail(error)
+
+
+def _acquire(rt: Runtime, task: SliceTask) -> tuple[_MapperShard, str] | None:
+    """Fence the task and take the shard's lease; None means "nothing to do"."""
+    ns = rt.settings.state_namespace
+    token = uuid.uuid4().hex
+    jkey, skey = job_key(task.job_id, ns), shard_key(task.job_id, task.shard, ns)
+
+    def claim(t: txns.Txn) -> tuple[str, Any]:
+        job, shard = t.get(jkey, skey)
+        if job is None or shard is None:
+            return "missing", None
+        if task.slice > shard.slice:
+            raise RetrySlice(f"slice {task.slice} is ahead of shard at {shard.slice}")
+        status = job.job_status
+        if shard.shard_status.is_final:
+            return "final", shard
+        if task.slice < shard.slice:
+            return "stale", shard
+        if status == JobStatus.ABORTED:
+            shard.status = ShardStatus.ABORTED.value
+            t.put(shard)
+            return "stopped", shard
+        if status == JobStatus.PAUSED:
+            shard.status = ShardStatus.PAUSED.value
+            t.put(shard)
+            return "stopped", shard
+        if status != JobStatus.RUNNING:
+            return "stopped", shard
+        now = utcnow()
+        if shard.lease_token and shard.lease_until and shard.lease_until > now:
+            wait = (shard.lease_until - now).total_seconds()
+            raise RetrySlice("another copy of this slice holds the lease", delay=min(wait, 5.0))
+        shard.status = ShardStatus.RUNNING.value
+        shard.lease_token = token
+        shard.lease_until = now + datetime.timedelta(seconds=rt.settings.lease_seconds)
+        shard.updated = now
+        t.put(shard)
+        return "run", shard
+
+    outcome, shard = txns.run_in_transaction(rt, claim)
+    if outcome == "stale" and task.slice == shard.slice - 1:
+        # Redelivered after its checkpoint: make sure the chain goes on.
+        rt.dispatcher.enqueue(_successor(shard))
+    elif outcome == "final" and shard.shard_status == ShardStatus.DONE:
+        maybe_finalize(rt, task.job_id)
+    if outcome != "run":
+        logger.info(
+            "slice %s/%d/%d: %s, nothing to do", task.job_id, task.shard, task.slice, outcome
+        )
+        return None
+    return shard, token
+
+
+def _successor(shard: _MapperShard) -> SliceTask:
+    return SliceTask(shard.job_id, shard.index, shard.slice, shard.generation or 0)
+
+
+def maybe_finalize(rt: Runtime, job_id: str) -> None:
+    """Enqueue the job's finalize task if every shard is done (idempotent by name)."""
+    ns = rt.settings.state_namespace
+    job = txns.get(rt, job_key(job_id, ns))[0]
+    if job is None or job.job_status.is_final:
+        return
+    shards = txns.get(rt, *[shard_key(job_id, i, ns) for i in range(len(job.ranges))])
+    if all(s is not None and s.shard_status == ShardStatus.DONE for s in shards):
+        rt.dispatcher.enqueue(FinalizeTask(job_id))
+
+
+class _SliceRunner:
+    """Runs batches until the shard is done, the time box ends, or the job stops."""
+
+    def __init__(self, rt: Runtime, job: _MapperJob, task: SliceTask, claim: tuple[Any, str]):
+        self.rt = rt
+        self.job = job
+        self.task = task
+        self.shard, self.token = claim
+        ns = rt.settings.state_namespace
+        self.jkey = job_key(task.job_id, ns)
+        self.skey = shard_key(task.job_id, task.shard, ns)
+        self.current_key: Any = None
+        self.batches = 0
+        self.started = time.monotonic()
+        self.mapper: Mapper | None = None
+
+    # -- the loop ---------------------------------------------------------------
+
+    def run(self) -> None:
+        mapper_cls = load_mapper_class(self.job.mapper)
+        self.mapper = mapper = mapper_cls(**(self.job.params or {}))
+        mapper.job_id, mapper.shard, mapper.engine.runtime = (
+            self.task.job_id,
+            self.task.shard,
+            self.rt,
+        )
+        self.filters = mapper.filter_pbs()
+        self.kind = mapper.kind_name()
+        self.start_key = key_from_bytes(self.shard.start_key)
+        self.end_key = key_from_bytes(self.shard.end_key)
+        with ndb.get_context().new(namespace=self.job.namespace).use():
+            if self.job.exactly_once:
+                self._run_exactly_once()
+            else:
+                self._run_default()
+
+    def _query(self, after: Any, limit: int, keys_only: bool = False) -> Any:
+        return shard_query(
+            self.kind, self.filters, self.start_key, self.end_key, after, limit, keys_only
+        )
+
+    def _run_default(self) -> None:
+        store, ns, size = self.rt.store, self.job.namespace, self.job.batch_size
+        after = key_from_bytes(self.shard.checkpoint)
+        fetch = store.run_query_async(self._query(after, size), ns)
+        while True:
+            self._fault("before_batch")
+            batch = fetch()
+            results = batch.entity_results
+            finished = not results or batch.more_results == NO_MORE_RESULTS
+            last = results[-1].entity.key if results else None
+            if not finished:
+                fetch = store.run_query_async(self._query(last, size), ns)
+            counts = {"processed": 0}
+            if results:
+                puts, deletes, counts = self._map([r.entity for r in results])
+                self._fault("after_map")
+                store.write(puts, deletes)
+                self._fault("after_write")
+            self._checkpoint(last, counts, finished)
+            if self._should_stop(finished):
+                return
+
+    def _run_exactly_once(self) -> None:
+        store, ns = self.rt.store, self.job.namespace
+        size = self.job.batch_size
+        after = key_from_bytes(self.shard.checkpoint)
+        while True:
+            self._fault("before_batch")
+            batch = store.run_query(self._query(after, size, keys_only=True), ns)
+            keys = [r.entity.key for r in batch.entity_results]
+            finished = not keys or batch.more_results == NO_MORE_RESULTS
+            try:
+                self._exactly_once_batch(keys, finished)
+            except _BatchTooLarge as e:
+                if size == 1:
+                    raise
+                size = max(1, size // 2)
+                logger.info("exactly-once batch shrinks to %d: %s", size, e)
+                continue
+            if keys:
+                after = keys[-1]
+            if self._should_stop(finished):
+                return
+
+    def _exactly_once_batch(self, keys: list[Any], finished: bool) -> None:
+        last = keys[-1] if keys else None
+
+        def fn(t: txns.Txn) -> None:
+            shard = self._owned(t)
+            found = t.lookup_raw(keys)
+            entities = [
+                e for k in keys if (e := found.get(k.SerializeToString(deterministic=True)))
+            ]
+            puts, deletes, counts = self._map(entities)
+            limit = self.rt.store.max_commit_bytes
+            if len(list(bounded_batches(puts, deletes, limit))) > 1:
+                raise _BatchTooLarge(f"{len(puts)} puts and {len(deletes)} deletes exceed a commit")
+            self._fault("after_map")
+            t.upserts.extend(puts)
+            t.deletes.extend(deletes)
+            self._advance(shard, last, counts, finished)
+            t.put(shard)
+
+        try:
+            txns.run_in_transaction(self.rt, fn)
+        except core_exceptions.InvalidArgument as e:
+            # The Datastore emulator allows 25 entity groups per transaction.
+            if "entity groups" in str(e) or "too many" in str(e).lower():
+                raise _BatchTooLarge(str(e)) from e
+            raise
+        self._fault("after_checkpoint")
+
+    # -- one batch ----------------------------------------------------------------
+
+    def _map(self, entities: list[Any]) -> tuple[list[Any], list[Any], dict[str, int]]:
+        mapper = self.mapper
+        assert mapper is not None  # noqa: S101 - set in run()
+        mapper._counts = {}
+        puts: list[Any] = []
+        deletes: list[Any] = []
+        mapper.start_batch(entities)
+        for pb in entities:
+            self.current_key = pb.key
+            result = mapper.map(mapper.decode(pb))
+            if result:
+                to_put, to_delete = result
+                puts.extend(mapper.encode(e) for e in to_put or ())
+                deletes.extend(mapper.encode_key(k) for k in to_delete or ())
+        self.current_key = None
+        mapper.end_batch((self.shard.batches or 0) + self.batches)
+        counts = {"processed": len(entities), "put": len(puts), "deleted": len(deletes)}
+        counts.update(mapper._counts)
+        mapper._counts = {}
+        return puts, deletes, counts
+
+    def _owned(self, t: txns.Txn) -> _MapperShard:
+        shard = t.get(self.skey)[0]
+        if shard is None or shard.lease_token != self.token or shard.slice != self.task.slice:
+            raise _LeaseLost(f"shard {self.skey.id()} changed hands")
+        return shard
+
+    def _advance(
+        self, shard: _MapperShard, last: Any, counts: dict[str, int], finished: bool
+    ) -> None:
+        now = utcnow()
+        if last is not None:
+            shard.checkpoint = key_to_bytes(last)
+        shard.add_counts(counts)
+        shard.batches = (shard.batches or 0) + 1
+        shard.attempts = 0
+        shard.updated = now
+        shard.lease_until = now + datetime.timedelta(seconds=self.rt.settings.lease_seconds)
+        if finished:
+            shard.status = ShardStatus.DONE.value
+            shard.lease_token = None
+            shard.lease_until = None
+
+    def _checkpoint(self, last: Any, counts: dict[str, int], finished: bool) -> None:
+        def fn(t: txns.Txn) -> None:
+            shard = self._owned(t)
+            self._advance(shard, last, counts, finished)
+            t.put(shard)
+
+        txns.run_in_transaction(self.rt, fn)
+        self.batches += 1
+        self._fault("after_checkpoint")
+
+    # -- stopping -----------------------------------------------------------------
+
+    def _should_stop(self, finished: bool) -> bool:
+        """After a checkpoint: stop if done, told to, or out of time."""
+        if finished:
+            self._log("shard done")
+            maybe_finalize(self.rt, self.task.job_id)
+            return True
+        job = txns.get(self.rt, self.jkey)[0]
+        if job is None or job.job_status != JobStatus.RUNNING:
+            self._stop(job.job_status if job is not None else JobStatus.ABORTED)
+            return True
+        elapsed = time.monotonic() - self.started
+        per_batch = elapsed / max(1, self.batches)
+        if elapsed + 2 * per_batch > self.rt.settings.slice_seconds:
+            self._end_slice()
+            return True
+        return False
+
+    def _end_slice(self) -> None:
+        def fn(t: txns.Txn) -> SliceTask:
+            shard = self._owned(t)
+            shard.slice += 1
+            shard.lease_token = None
+            shard.lease_until = None
+            shard.updated = utcnow()
+            t.put(shard)
+            return _successor(shard)
+
+        successor = txns.run_in_transaction(self.rt, fn)
+        self._log("slice ends")
+        self._fault("before_enqueue")
+        self.rt.dispatcher.enqueue(successor)
+
+    def _stop(self, status: JobStatus) -> None:
+        shard_status = ShardStatus.PAUSED if status == JobStatus.PAUSED else ShardStatus.ABORTED
+
+        def fn(t: txns.Txn) -> None:
+            shard = self._owned(t)
+            shard.status = shard_status.value
+            shard.lease_token = None
+            shard.lease_until = None
+            t.put(shard)
+
+        txns.run_in_transaction(self.rt, fn)
+        self._log(f"stopped: job is {status.value}")
+
+    def fail(self, error: Exception) -> None:
+        """Record a failed attempt; give up (job FAILED) when it cannot succeed."""
+        permanent = is_permanent(error)
+        failed_key = getattr(error, "key", None) or (
+            key_repr(self.current_key) if self.current_key is not None else None
+        )
+        message = f"{type(error).__name__}: {error}"
+
+        def fn(t: txns.Txn) -> bool:
+            job, shard = t.get(self.jkey, self.skey)
+            if shard is None or shard.lease_token != self.token:
+                return False
+            shard.attempts = (shard.attempts or 0) + 1
+            shard.last_error = message
+            shard.failed_key = failed_key
+            shard.lease_token = None
+            shard.lease_until = None
+            give_up = permanent or shard.attempts >= self.rt.settings.max_attempts
+            if give_up:
+                shard.status = ShardStatus.FAILED.value
+                if job is not None and not job.job_status.is_final:
+                    job.status = JobStatus.FAILED.value
+                    job.error = message
+                    job.failed_key = failed_key
+                    job.failed_shard = self.task.shard
+                    job.finished = job.updated = utcnow()
+                    t.put(job)
+            t.put(shard)
+            return give_up
+
+        gave_up = txns.run_in_transaction(self.rt, fn)
+        if gave_up:
+            logger.error(
+                "job %s shard %d failed at key %s: %s",
+                self.task.job_id,
+                self.task.shard,
+                failed_key,
+                message,
+            )
+            return
+        logger.warning(
+            "job %s shard %d attempt failed: %s", self.task.job_id, self.task.shard, message
+        )
+        raise RetrySlice(message, delay=min(10.0, 0.2 * 2 ** (self.shard.attempts or 0)))
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def _fault(self, point: str) -> None:
+        self.rt.fault(
+            point,
+            job_id=self.task.job_id,
+            shard=self.task.shard,
+            slice=self.task.slice,
+            batch=self.batches,
+        )
+
+    def _log(self, event: str) -> None:
+        logger.info(
+            "job=%s shard=%d slice=%d %s batches=%d seconds=%.2f",
+            self.task.job_id,
+            self.task.shard,
+            self.task.slice,
+            event,
+            self.batches,
+            time.monotonic() - self.started,
+        )
+
+
+class _BatchTooLarge(Exception):
+    """An exactly-once batch does not fit one transaction: retry it smaller."""

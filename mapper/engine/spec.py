@@ -1,0 +1,65 @@
+"""JobSpec: what to run, the start message of a job, validated before any write."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any
+
+from mapper.dispatch.messages import check_int, check_job_id
+from mapper.errors import InvalidJobError
+
+_SPEC_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+MAX_BATCH_SIZE = 500
+MAX_SHARDS = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSpec:
+    """What to run: the start message of a job."""
+
+    mapper: str
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    shards: int = 1
+    batch_size: int = 100
+    namespace: str = ""
+    exactly_once: bool = False
+    id: str | None = None
+
+    def validate(self) -> JobSpec:
+        """Raise InvalidJobError naming the first bad field."""
+        if not isinstance(self.mapper, str) or not _SPEC_RE.match(self.mapper):
+            raise InvalidJobError(f"mapper must be 'module:Class', got {self.mapper!r}")
+        if not isinstance(self.params, dict):
+            raise InvalidJobError(f"params must be a JSON object, got {self.params!r}")
+        try:
+            json.dumps(self.params, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InvalidJobError(f"params must be JSON-serialisable: {e}") from e
+        check_int("shards", self.shards, 1, MAX_SHARDS)
+        check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        if not isinstance(self.namespace, str):
+            raise InvalidJobError(f"namespace must be a string, got {self.namespace!r}")
+        if not isinstance(self.exactly_once, bool):
+            raise InvalidJobError(f"exactly_once must be a boolean, got {self.exactly_once!r}")
+        if self.id is not None:
+            check_job_id(self.id)
+        return self
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> JobSpec:
+        """Build and validate a spec from decoded JSON."""
+        if not isinstance(data, dict):
+            raise InvalidJobError(f"a job spec must be a JSON object, got {data!r}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidJobError(f"unknown job spec field(s): {', '.join(unknown)}")
+        if "mapper" not in data:
+            raise InvalidJobError("a job spec needs 'mapper': 'module:Class'")
+        return cls(**data).validate()

@@ -1,0 +1,145 @@
+"""Reading jobs: their status as data, listing, and waiting until final."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from mapper.datastore import txn as txns
+from mapper.datastore.keys import key_from_bytes, key_repr
+from mapper.dispatch.messages import check_job_id
+from mapper.engine.records import (
+    JobStatus,
+    ShardStatus,
+    _MapperJob,
+    _MapperShard,
+    job_key,
+    shard_key,
+    sum_totals,
+)
+from mapper.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from mapper.engine.runtime import Runtime
+
+# -- reading -----------------------------------------------------------------------
+
+
+def job_status(rt: Runtime, job_id: str) -> dict[str, Any]:
+    """The job as JSON-ready data: status, counters, shards, errors."""
+    ns = rt.settings.state_namespace
+    check_job_id(job_id)
+    with rt.context():
+        job = txns.get(rt, job_key(job_id, ns))[0]
+        if job is None:
+            raise NotFoundError(f"no job {job_id!r}")
+        shards = txns.get(rt, *[shard_key(job_id, i, ns) for i in range(len(job.ranges))])
+    return _describe(job, shards)
+
+
+def latest_job_id(rt: Runtime) -> str | None:
+    return next(iter(list_job_ids(rt, limit=1)), None)
+
+
+def list_job_ids(rt: Runtime, limit: int = 50) -> list[str]:
+    with rt.context():
+        keys = (
+            _MapperJob.query(namespace=rt.settings.state_namespace)
+            .order(-_MapperJob.created)
+            .fetch(limit, keys_only=True)
+        )
+    return [str(k.id()) for k in keys]
+
+
+def list_jobs(rt: Runtime, limit: int = 50) -> list[dict[str, Any]]:
+    return [job_status(rt, job_id) for job_id in list_job_ids(rt, limit)]
+
+
+def _describe(job: _MapperJob, shards: list[_MapperShard | None]) -> dict[str, Any]:
+    present = [s for s in shards if s is not None]
+    return {
+        "id": job.job_id,
+        "mapper": job.mapper,
+        "status": job.status,
+        "params": job.params or {},
+        "namespace": job.namespace or "",
+        "batch_size": job.batch_size,
+        "exactly_once": bool(job.exactly_once),
+        "split": job.split or "",
+        "counters": sum_totals(present),
+        "shards": [_describe_shard(s) for s in present],
+        "shards_done": sum(1 for s in present if s.shard_status == ShardStatus.DONE),
+        "error": job.error,
+        "failed_key": job.failed_key,
+        "failed_shard": job.failed_shard,
+        "created": _iso(job.created),
+        "updated": _iso(job.updated),
+        "finished": _iso(job.finished),
+    }
+
+
+def _describe_shard(shard: _MapperShard) -> dict[str, Any]:
+    checkpoint = key_from_bytes(shard.checkpoint)
+    return {
+        "index": shard.index,
+        "status": shard.status,
+        "slice": shard.slice,
+        "checkpoint": key_repr(checkpoint) if checkpoint is not None else None,
+        "counters": shard.totals(),
+        "batches": shard.batches or 0,
+        "attempts": shard.attempts or 0,
+        "last_error": shard.last_error,
+        "failed_key": shard.failed_key,
+        "updated": _iso(shard.updated),
+    }
+
+
+def _iso(value: datetime.datetime | None) -> str | None:
+    return None if value is None else value.replace(tzinfo=datetime.UTC).isoformat()
+
+
+class StatusHandle:
+    """A handle on work whose ``status()`` says where it is; ``wait()`` polls until final."""
+
+    what = "job"
+
+    def __init__(self, rt: Runtime, handle_id: str):
+        self.rt = rt
+        self.id = handle_id
+
+    def status(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def wait(
+        self,
+        timeout: float | None = None,
+        poll: float = 0.25,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Block until the status is final; returns the last status."""
+        return wait_until_final(self.status, f"{self.what} {self.id}", timeout, poll, progress)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id}>"
+
+
+def wait_until_final(
+    fetch: Callable[[], dict[str, Any]],
+    what: str,
+    timeout: float | None = None,
+    poll: float = 0.25,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Poll ``fetch()`` until its ``status`` is final; returns the last status."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        status = fetch()
+        if progress is not None:
+            progress(status)
+        if JobStatus(status["status"]).is_final:
+            return status
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{what} still {status['status']} after {timeout}s")
+        time.sleep(poll)

@@ -1,0 +1,287 @@
+"""Local Datastore emulators (Datastore, Firestore in Datastore mode) for tests and demos."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from mapper.errors import ConfigurationError
+
+#: Per kind: the gcloud arguments, the SDK component directory, the Debian package.
+_KINDS: dict[str, tuple[list[str], str, str]] = {
+    "datastore": (
+        ["beta", "emulators", "datastore", "start", "--no-store-on-disk", "--consistency=1.0"],
+        "cloud-datastore-emulator",
+        "google-cloud-cli-datastore-emulator",
+    ),
+    "firestore": (
+        ["emulators", "firestore", "start", "--database-mode=datastore-mode"],
+        "cloud-firestore-emulator",
+        "google-cloud-cli-firestore-emulator",
+    ),
+}
+
+
+@dataclasses.dataclass
+class Emulator:
+    """A running emulator process; stop it (or use it as a context manager) when done."""
+
+    kind: str
+    host: str
+    project: str
+    process: subprocess.Popen[bytes] = dataclasses.field(repr=False)
+    workdir: Path = dataclasses.field(repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "emulator.log"
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment variables that point google-cloud clients at this emulator."""
+        return {
+            "DATASTORE_EMULATOR_HOST": self.host,
+            "DATASTORE_PROJECT_ID": self.project,
+            "GOOGLE_CLOUD_PROJECT": self.project,
+        }
+
+    @property
+    def supports_metadata(self) -> bool:
+        """``__kind__``, ``__property__`` and ``__namespace__`` queries."""
+        return self.kind == "datastore"
+
+    @property
+    def supports_scatter(self) -> bool:
+        """The ``__scatter__`` property used to pick shard split points."""
+        return self.kind == "datastore"
+
+    @property
+    def max_txn_entity_groups(self) -> int:
+        """Entity groups one transaction may touch (production allows 500)."""
+        return 25 if self.kind == "datastore" else 500
+
+    def reset(self) -> None:
+        """Delete all data held by the emulator."""
+        _post(self.url + "/reset", timeout=30)
+
+    def stop(self, timeout: float = 10) -> None:
+        """Stop gcloud and its Java child, leaving no process of the group behind."""
+        terminate_group(self.process.pid, timeout)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Emulator:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_emulator(
+    kind: str = "datastore",
+    project: str = "demo",
+    port: int | None = None,
+    timeout: float = 60,
+) -> Emulator:
+    """Start an emulator on 127.0.0.1 and wait until it answers.
+
+    Args:
+        kind: ``"datastore"`` or ``"firestore"`` (Firestore in Datastore mode).
+        project: Project id clients should use against it.
+        port: TCP port; a free one when None.
+        timeout: Seconds to wait for the emulator to answer ``GET /``.
+
+    Raises:
+        ConfigurationError: gcloud or the emulator component is missing, the port
+            is taken, or the emulator did not come up (with the tail of its log).
+    """
+    args = _command(kind, project)
+    if port is None:
+        port = free_port()
+    elif not _port_is_free(port):
+        raise ConfigurationError(f"port {port!r} is already in use; pick another or omit it")
+    host = f"127.0.0.1:{port}"
+    workdir = Path(tempfile.mkdtemp(prefix=f"mapper-{kind}-emulator-"))
+    args.append(f"--host-port={host}")
+    if kind == "datastore":
+        # Not the shared default in ~/.config: emulators running side by side must not collide.
+        args.append(f"--data-dir={workdir / 'data'}")
+    emulator = Emulator(kind, host, project, _spawn(args, workdir / "emulator.log"), workdir)
+    try:
+        _wait_until_up(emulator, timeout)
+    except ConfigurationError as e:
+        tail = log_tail(emulator.log_path)
+        emulator.stop()
+        raise ConfigurationError(
+            f"{kind} emulator failed to start on {host} ({e}). Is it installed "
+            f"(apt-get install {_KINDS[kind][2]}) and is Java on PATH? "
+            f"Last lines of its log:\n{tail}"
+        ) from e
+    except BaseException:
+        emulator.stop()
+        raise
+    return emulator
+
+
+def _command(kind: str, project: str) -> list[str]:
+    if kind not in _KINDS:
+        raise ConfigurationError(f"unknown emulator kind {kind!r}; use one of {sorted(_KINDS)}")
+    gcloud_args, component, package = _KINDS[kind]
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        raise ConfigurationError(
+            f"gcloud is not on PATH: install the Google Cloud CLI with its {kind} emulator: "
+            f"apt-get install {package}"
+        )
+    platform = Path(gcloud).resolve().parent.parent / "platform"
+    # Only judge SDK layouts we recognise; anything else fails later, with its log.
+    if platform.is_dir() and not (platform / component).is_dir():
+        raise ConfigurationError(
+            f"the {kind} emulator component is not installed in {str(platform.parent)!r}: "
+            f"apt-get install {package} (or `gcloud components install {component}`)"
+        )
+    return [gcloud, *gcloud_args, f"--project={project}"]
+
+
+def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, CLOUDSDK_CORE_DISABLE_PROMPTS="1")
+    with open(log_path, "wb") as log:
+        # A session of its own: stop() can then kill gcloud and the JVM as one group.
+        return subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def _wait_until_up(emulator: Emulator, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not emulator.running:
+            raise ConfigurationError(f"exited with status {emulator.process.returncode!r}")
+        with (
+            contextlib.suppress(OSError, http.client.HTTPException),
+            urllib.request.urlopen(emulator.url + "/", timeout=2) as response,
+        ):
+            if response.read().strip() == b"Ok":
+                return
+        time.sleep(0.1)
+    raise ConfigurationError(f"no answer within {timeout!r} s")
+
+
+def _post(url: str, timeout: float) -> bytes:
+    request = urllib.request.Request(url, data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body: bytes = response.read()
+        return body
+
+
+def terminate_group(pgid: int, timeout: float) -> None:
+    """SIGTERM the group leaves first (the JVM), then SIGKILL whatever is left.
+
+    Leaves first, so every parent is alive to reap its child: killing the whole
+    group at once orphans the JVM, which then lingers as a zombie under init.
+    """
+    deadline = time.monotonic() + timeout
+    while (members := _group_members(pgid)) and time.monotonic() < deadline:
+        for pid in members.keys() - set(members.values()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _group_members(pgid: int) -> dict[int, int]:
+    """Live processes of the group, pid -> parent pid (Linux /proc; empty elsewhere)."""
+    members = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            state, ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            if int(pgrp) == pgid and state not in ("Z", "X"):
+                members[int(stat.parent.name)] = int(ppid)
+    return members
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+def _serve(kind: str, project: str, port: int | None) -> int:
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    with start_emulator(kind, project, port) as emulator:
+        for name, value in emulator.env.items():
+            print(f"export {name}={value}", flush=True)
+        while not stopping.wait(0.5):
+            if not emulator.running:
+                print(f"{kind} emulator exited:\n{log_tail(emulator.log_path)}", file=sys.stderr)
+                return 1
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m mapper.testing.emulator")
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("start", help="run an emulator in the foreground")
+    start.add_argument("--kind", choices=sorted(_KINDS), default="datastore")
+    start.add_argument("--project", default="demo")
+    start.add_argument("--port", type=int, default=None)
+    options = parser.parse_args()
+    try:
+        sys.exit(_serve(options.kind, options.project, options.port))
+    except ConfigurationError as e:
+        sys.exit(f"error: {e}")

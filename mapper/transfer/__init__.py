@@ -1,0 +1,1 @@
+"""Built-in transfer jobs: export, import (keep or remap), the stage chain and the key map."""

@@ -1,0 +1,329 @@
+"""Export: raw entities of any kinds and namespaces to a dump, one part file per batch.
+
+An export is one job per (namespace, kind), all started together. Each batch
+becomes a part file named by the shard and the batch's stable number, so a
+replayed batch rewrites its file instead of adding one. Every part is recorded
+in Datastore under the export's record; the job that finishes last writes the
+manifest from those records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from google.cloud import ndb
+
+from mapper.base import Mapper
+from mapper.datastore import txn as txns
+from mapper.datastore.metadata import is_reserved_kind, list_kinds, list_namespaces
+from mapper.dispatch.messages import check_job_id
+from mapper.dump.files import open_dump_store
+from mapper.dump.manifest import MANIFEST, Manifest, write_manifest
+from mapper.dump.parts import PartInfo, part_relpath, write_part
+from mapper.engine.jobs import Job, start_job
+from mapper.engine.records import INTERNAL_KINDS, JobStatus, utcnow
+from mapper.engine.spec import MAX_BATCH_SIZE, JobSpec
+from mapper.engine.status import StatusHandle, job_status
+from mapper.errors import ConfigurationError, InvalidJobError, NotFoundError
+
+if TYPE_CHECKING:
+    from mapper.engine.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+class _MapperExport(ndb.Model):
+    """One export. Key name: the export id; its parts are child records."""
+
+    out = ndb.TextProperty()
+    project = ndb.TextProperty()
+    database = ndb.TextProperty(default="")
+    #: [[namespace, kind], ...], one job each; job i has id ``{export id}-{i}``.
+    pairs = ndb.JsonProperty(default=[])
+    done = ndb.JsonProperty(default=[])
+    metadata = ndb.JsonProperty(default={})
+    manifest_written = ndb.BooleanProperty(indexed=False, default=False)
+    created = ndb.DateTimeProperty(indexed=False)
+
+
+class _MapperExportPart(ndb.Model):
+    """One written part file (key id: its path in the dump), as the manifest lists it."""
+
+    count = ndb.IntegerProperty(indexed=False)
+    sha256 = ndb.TextProperty()
+    bytes = ndb.IntegerProperty(indexed=False)
+    kinds = ndb.JsonProperty(default=[])
+    namespaces = ndb.JsonProperty(default=[])
+
+
+def export_key(export_id: str, namespace: str) -> ndb.Key:
+    return ndb.Key(_MapperExport, export_id, namespace=namespace)
+
+
+class ExportMapper(Mapper):
+    """Writes every entity of one kind in one namespace to part files, as raw protobufs."""
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        for name in ("export", "kind", "out"):
+            if not isinstance(params.get(name), str) or not params[name]:
+                raise InvalidJobError(f"ExportMapper needs a {name!r} string param, got {params}")
+        if is_reserved_kind(params["kind"]):
+            raise InvalidJobError(f"cannot export the reserved kind {params['kind']!r}")
+        self.KIND = params["kind"]
+        self.FILTERS = [tuple(pair) for pair in params.get("filters", [])]
+        self._batch: list[Any] = []
+
+    @classmethod
+    def check_class(cls) -> None:
+        """The kind comes from params, checked in ``__init__``."""
+
+    def decode(self, pb: Any) -> Any:
+        return pb
+
+    def map(self, entity: Any) -> None:
+        self._batch.append(entity)
+
+    def end_batch(self, number: int) -> None:
+        entities, self._batch = self._batch, []
+        namespace = self.params.get("namespace", "")
+        relpath = part_relpath(self.params["kind"], self.shard or 0, number, namespace)
+        info = write_part(self.params["out"], relpath, entities)
+        rt = self.need_runtime()
+        parent = export_key(self.params["export"], rt.settings.state_namespace)
+        record = _MapperExportPart(
+            key=ndb.Key(_MapperExportPart, relpath, parent=parent),
+            count=info.count,
+            sha256=info.sha256,
+            bytes=info.bytes,
+            kinds=list(info.kinds) or [self.params["kind"]],
+            namespaces=list(info.namespaces) or [namespace],
+        )
+        with rt.context():
+            txns.put_records(rt, [record])
+        self.count("bytes", info.bytes)
+
+    def finish(self) -> None:
+        rt = self.need_runtime()
+        key = export_key(self.params["export"], rt.settings.state_namespace)
+        job_id = self.job_id
+
+        def mark_done(t: txns.Txn) -> _MapperExport:
+            export = t.get(key)[0]
+            if job_id not in export.done:
+                export.done = [*export.done, job_id]
+                t.put(export)
+            return export
+
+        with rt.context():
+            export = txns.run_in_transaction(rt, mark_done)
+            if len(export.done) == len(export.pairs):
+                write_export_manifest(rt, export)
+
+
+def write_export_manifest(rt: Runtime, export: _MapperExport) -> Manifest:
+    """Write the manifest from the recorded parts (idempotent: the same parts each time)."""
+    parts = sorted(
+        (
+            PartInfo(
+                path=p.key.id(),
+                count=p.count,
+                sha256=p.sha256,
+                bytes=p.bytes,
+                kinds=tuple(p.kinds),
+                namespaces=tuple(p.namespaces),
+            )
+            for p in _MapperExportPart.query(ancestor=export.key).iter()
+        ),
+        key=lambda part: part.path,
+    )
+    manifest = Manifest.build(
+        project=export.project,
+        database=export.database,
+        parts=parts,
+        kinds={kind for _, kind in export.pairs},
+        namespaces={namespace for namespace, _ in export.pairs} or {""},
+        metadata={"export": export.key.id(), **export.metadata},
+    )
+    write_manifest(export.out, manifest)
+
+    def mark(t: txns.Txn) -> None:
+        current = t.get(export.key)[0]
+        current.manifest_written = True
+        t.put(current)
+
+    txns.run_in_transaction(rt, mark)
+    logger.info("export=%s manifest written: %s", export.key.id(), manifest.totals)
+    return manifest
+
+
+# -- starting and watching -----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportSpec:
+    """What to export, and where (a local directory or ``gs://bucket/prefix``)."""
+
+    out: str
+    kinds: Sequence[str] = ()
+    #: None: the default namespace only; ["*"]: every namespace the store lists.
+    namespaces: Sequence[str] | None = None
+    filters: Sequence[tuple[str, Any]] = ()
+    shards: int = 1
+    batch_size: int = 500
+    id: str | None = None
+
+    def validate(self) -> ExportSpec:
+        if not self.out:
+            raise ConfigurationError("export needs an output location (--out)")
+        if self.id is not None:
+            check_job_id(self.id)
+        for kind in self.kinds:
+            if not kind or is_reserved_kind(kind):
+                raise ConfigurationError(f"cannot export the kind {kind!r}")
+        if not 1 <= self.shards <= 256 or not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise ConfigurationError(
+                f"shards must be 1..256 and batch size 1..{MAX_BATCH_SIZE}, got {self.shards}, "
+                f"{self.batch_size}"
+            )
+        return self
+
+
+def resolve_pairs(rt: Runtime, spec: ExportSpec) -> list[list[str]]:
+    """The (namespace, kind) pairs the export covers, from the spec or metadata queries."""
+    if spec.namespaces is None:
+        namespaces = [""]
+    elif list(spec.namespaces) == ["*"]:
+        namespaces = list_namespaces(rt.store)
+    else:
+        namespaces = sorted(set(spec.namespaces))
+    pairs = []
+    for namespace in namespaces:
+        kinds = spec.kinds or list_kinds(rt.store, namespace)
+        for kind in sorted(set(kinds)):
+            internal = namespace == rt.settings.state_namespace and kind in INTERNAL_KINDS
+            if not internal or kind in spec.kinds:
+                pairs.append([namespace, kind])
+    return pairs
+
+
+def start_export(rt: Runtime, spec: ExportSpec) -> Export:
+    """Start an export (idempotent for a client-chosen ``spec.id``); returns its handle."""
+    spec.validate()
+    store = open_dump_store(spec.out)
+    export_id = (
+        spec.id
+        or f"export-{datetime.datetime.now(datetime.UTC):%Y%m%d-%H%M%S}-" + (uuid.uuid4().hex[:6])
+    )
+    with rt.context():
+        export = _create_export(rt, export_id, spec, store)
+        if not export.pairs and not export.manifest_written:
+            write_export_manifest(rt, export)
+        for index, (namespace, kind) in enumerate(export.pairs):
+            params = {
+                "export": export_id,
+                "kind": kind,
+                "namespace": namespace,
+                "out": spec.out,
+                "filters": [list(f) for f in spec.filters],
+            }
+            job_spec = JobSpec(
+                mapper="mapper.transfer.export:ExportMapper",
+                params=params,
+                shards=spec.shards,
+                batch_size=spec.batch_size,
+                namespace=namespace,
+                id=f"{export_id}-{index}",
+            )
+            start_job(rt, job_spec)
+    return Export(rt, export_id)
+
+
+def _create_export(rt: Runtime, export_id: str, spec: ExportSpec, store: Any) -> _MapperExport:
+    key = export_key(export_id, rt.settings.state_namespace)
+    existing = txns.get(rt, key)[0]
+    if existing is not None:
+        return existing
+    if store.exists(MANIFEST):
+        raise ConfigurationError(f"{store.location()} already holds a complete dump")
+    pairs = resolve_pairs(rt, spec)
+    export = _MapperExport(
+        key=key,
+        out=spec.out,
+        project=rt.settings.project,
+        database=rt.settings.database,
+        pairs=pairs,
+        metadata={"filters": [list(f) for f in spec.filters]},
+        created=utcnow(),
+    )
+
+    def create(t: txns.Txn) -> _MapperExport:
+        current = t.get(key)[0]
+        if current is not None:
+            return current
+        t.put(export)
+        return export
+
+    return txns.run_in_transaction(rt, create)
+
+
+class Export(StatusHandle):
+    """A handle on an export: its jobs' combined status, and wait()."""
+
+    what = "export"
+
+    def status(self) -> dict[str, Any]:
+        return export_status(self.rt, self.id)
+
+    def jobs(self) -> list[Job]:
+        return [Job(self.rt, job_id) for job_id in self.status()["jobs"]]
+
+
+def export_status(rt: Runtime, export_id: str) -> dict[str, Any]:
+    """The export as JSON-ready data: combined status and counters, per-kind results."""
+    with rt.context():
+        export = txns.get(rt, export_key(export_id, rt.settings.state_namespace))[0]
+        if export is None:
+            raise NotFoundError(f"no export {export_id!r}")
+        jobs = [job_status(rt, f"{export_id}-{i}") for i in range(len(export.pairs))]
+    statuses = {JobStatus(j["status"]) for j in jobs}
+    if JobStatus.FAILED in statuses:
+        status = JobStatus.FAILED
+    elif JobStatus.ABORTED in statuses:
+        status = JobStatus.ABORTED
+    elif export.manifest_written and statuses <= {JobStatus.SUCCEEDED}:
+        status = JobStatus.SUCCEEDED
+    else:
+        status = JobStatus.RUNNING
+    counters: dict[str, int] = {}
+    for job in jobs:
+        for name, value in job["counters"].items():
+            counters[name] = counters.get(name, 0) + value
+    return {
+        "id": export_id,
+        "status": status.value,
+        "out": export.out,
+        "counters": counters,
+        "jobs": [j["id"] for j in jobs],
+        "kinds": [
+            {
+                "namespace": ns,
+                "kind": kind,
+                "entities": j["counters"].get("processed", 0),
+                "bytes": j["counters"].get("bytes", 0),
+                "status": j["status"],
+                "error": j["error"],
+            }
+            for (ns, kind), j in zip(export.pairs, jobs, strict=True)
+        ],  # fmt: skip
+        "shards": [s for j in jobs for s in j["shards"]],
+        "shards_done": sum(j["shards_done"] for j in jobs),
+        "manifest": open_dump_store(export.out).location(MANIFEST)
+        if export.manifest_written
+        else None,
+    }

@@ -1,0 +1,353 @@
+"""Import with key remap: choose every new key first, then write entities with keys rewritten.
+
+Stages, each a job over the staged parts, the next started by the previous one's
+``finish()``:
+
+1. ``map:1`` .. ``map:D`` (one per key-path depth, so parents are mapped before
+   their children): every dump key gets its new key (natural-key match, kept
+   or prefixed name, or an allocated id) and the choice is persisted in the
+   key map before anything else happens.
+2. ``check`` (with ``--dangling fail``): every reference must be in the dump or
+   the target, else the import fails before writing a single entity.
+3. ``write``: each entity with its key, parent path and every key value
+   rewritten through the key map, schema drift applied, written in bounded
+   batches. Entities merged by natural key or skipped on conflict are not written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from mapper.base import Mapper
+from mapper.datastore.keys import describe_key, key_bytes
+from mapper.datastore.keywalk import Partition, partition_of, set_partition
+from mapper.datastore.query import KEY_PROPERTY
+from mapper.datastore.rpc import Filter, Key, PropertyFilter, Query
+from mapper.dump.parts import PartInfo, read_part
+from mapper.errors import InvalidJobError, PermanentSliceError
+from mapper.transfer.keymap import (
+    ALLOCATED,
+    CONFLICT_SKIPPED,
+    MERGED,
+    NAMED,
+    NOT_WRITTEN,
+    OVERWRITE,
+    KeyMap,
+)
+from mapper.transfer.options import RemapOptions, apply_schema
+
+
+class ImportStage(Mapper):
+    """What every import stage mapper shares: its parts, key map and partition moves."""
+
+    KIND = "_MapperImportPart"
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self.setup()
+
+    @classmethod
+    def check_class(cls) -> None:
+        """KIND is fixed; the rest comes from params, checked in setup()."""
+
+    def decode(self, pb: Any) -> Any:
+        return pb
+
+    def setup(self) -> None:
+        if not isinstance(self.params.get("import"), str):
+            raise InvalidJobError(f"an import stage needs an 'import' param: {self.params}")
+        self.FILTERS = [("import_id", self.params["import"])]
+        self.options = RemapOptions.from_json(self.params.get("options") or {})
+        self.moves: dict[Partition, Partition] = {
+            tuple(src): tuple(dst)  # type: ignore[misc]
+            for src, dst in self.params["moves"]
+        }
+
+    def keymap(self) -> KeyMap:
+        rt = self.need_runtime()
+        return KeyMap(rt.store, rt.settings.state_namespace, self.params["import"])
+
+    def part_entities(self, record: Any) -> Iterator[Any]:
+        props = record.properties
+        part = PartInfo(
+            path=props["path"].string_value,
+            count=props["count"].integer_value,
+            sha256=props["sha256"].string_value,
+            bytes=props["bytes"].integer_value,
+        )
+        return read_part(self.params["source"], part.path, part)
+
+    def moved(self, key: Any) -> Any:
+        """``key`` with its partition moved to the target (a copy)."""
+        copy = Key()
+        copy.CopyFrom(key)
+        target = self.moves.get(partition_of(key))
+        if target is not None:
+            set_partition(copy, target)
+        return copy
+
+    def in_dump_partition(self, key: Any) -> bool:
+        return partition_of(key) in self.moves
+
+
+# -- stage 1: choose new keys ------------------------------------------------------------
+
+
+#: Part records of keys chosen in the write stage (unreferenced kinds) use depth + this.
+WRITE_SLOT = 1000
+
+
+def choose_keys(
+    stage: ImportStage,
+    part: int,
+    entities: list[Any],
+    count: Callable[..., None],
+    slot: int = 0,
+) -> list[tuple[Any, Any, str]]:
+    """Map the entities of one part at one depth, persist the choices, return them.
+
+    The part's record is written first, then one record per entity of a kind
+    something refers to (for other parts' references). A replay finds the part
+    record and rewrites the same per-entity records: no second allocation, the
+    same new ids. ``slot`` keeps the write stage's records apart from the map
+    stages'.
+    """
+    if not entities:
+        return []
+    rt, keymap = stage.need_runtime(), stage.keymap()
+    record = (part, slot + len(entities[0].key.path))
+    chosen = keymap.lookup_parts([record]).get(record)
+    if chosen is None:
+        chosen = _choose(stage, entities)
+        rt.fault("after_allocate", import_id=stage.params["import"])
+        keymap.record_part(*record, chosen)
+    # One record per entity, for lookups by key from elsewhere: only the kinds
+    # something in the dump refers to need one (the part record covers the rest).
+    referenced = stage.params.get("referenced_kinds")
+    keymap.record([c for c in chosen if referenced is None or c[0].path[-1].kind in referenced])
+    rt.fault("after_map_write", import_id=stage.params["import"])
+    for _, _, how in chosen:
+        count(how)
+    return chosen
+
+
+def _choose(stage: ImportStage, entities: list[Any]) -> list[tuple[Any, Any, str]]:
+    """New keys for ``entities``: natural-key match, name (kept or prefixed), or a new id."""
+    options, keymap = stage.options, stage.keymap()
+    parents = keymap.lookup(parent_key(e.key) for e in entities if len(e.key.path) > 1)
+    chosen: list[tuple[Any, Any, str]] = []
+    named: list[tuple[Any, Any]] = []
+    to_allocate: list[tuple[Any, Any]] = []
+    for entity in entities:
+        new = _under_parent(stage, entity.key, parents)
+        element = new.path[-1]
+        match = natural_match(stage, entity, new)
+        if match is not None:
+            chosen.append((entity.key, match, MERGED))
+        elif element.WhichOneof("id_type") == "name":
+            element.name = (options.rename_names or "") + element.name
+            named.append((entity.key, new))
+        else:
+            element.ClearField("id")
+            to_allocate.append((entity.key, new))
+    chosen += _resolve_names(stage, named)
+    if to_allocate:
+        allocated = stage.need_runtime().store.allocate_ids([new for _, new in to_allocate])
+        olds = [old for old, _ in to_allocate]
+        chosen += [(old, new, ALLOCATED) for old, new in zip(olds, allocated, strict=True)]
+    return chosen
+
+
+def parent_key(key: Any) -> Any:
+    parent = Key()
+    parent.CopyFrom(key)
+    del parent.path[-1]
+    return parent
+
+
+def _under_parent(stage: ImportStage, old: Any, parents: dict[bytes, tuple[Any, str]]) -> Any:
+    """The old key moved to the target, below its parent's new key when that is mapped."""
+    new = stage.moved(old)
+    if len(old.path) > 1:
+        mapped = parents.get(key_bytes(parent_key(old)))
+        if mapped is not None:
+            last = Key.PathElement()
+            last.CopyFrom(new.path[-1])
+            new.CopyFrom(mapped[0])
+            new.path.append(last)
+    return new
+
+
+def natural_match(stage: ImportStage, entity: Any, new: Any) -> Any | None:
+    """The key of the target entity with the same natural-key values, if any."""
+    kind = entity.key.path[-1].kind
+    props = stage.options.natural_keys.get(kind)
+    if not props or any(p not in entity.properties for p in props):
+        return None
+    query = Query(limit={"value": 1})
+    query.kind.add(name=kind)
+    query.projection.add().property.name = KEY_PROPERTY
+    filters = []
+    for prop in props:
+        f = Filter()
+        f.property_filter.property.name = prop
+        f.property_filter.op = PropertyFilter.EQUAL
+        value = f.property_filter.value
+        value.CopyFrom(entity.properties[prop])
+        value.ClearField("exclude_from_indexes")
+        value.ClearField("meaning")
+        filters.append(f)
+    if len(filters) == 1:
+        query.filter.CopyFrom(filters[0])
+    else:
+        query.filter.composite_filter.op = 1  # AND
+        query.filter.composite_filter.filters.extend(filters)
+    batch = stage.need_runtime().store.run_query(query, new.partition_id.namespace_id)
+    return batch.entity_results[0].entity.key if batch.entity_results else None
+
+
+def _resolve_names(stage: ImportStage, named: list[tuple[Any, Any]]) -> list[tuple[Any, Any, str]]:
+    """Named keys are kept; one that already exists in the target follows --on-conflict."""
+    if not named:
+        return []
+    existing = stage.need_runtime().store.lookup([new for _, new in named])
+    result = []
+    for old, new in named:
+        if key_bytes(new) not in existing:
+            result.append((old, new, NAMED))
+        elif stage.options.on_conflict == "skip":
+            result.append((old, new, CONFLICT_SKIPPED))
+        elif stage.options.on_conflict == "overwrite":
+            result.append((old, new, OVERWRITE))
+        else:
+            raise PermanentSliceError(
+                f"{describe_key(new)} already exists in the target (--on-conflict fail)",
+                key=describe_key(old),
+            )
+    return result
+
+
+# -- references ------------------------------------------------------------------
+
+
+def reference_values(entity: Any) -> Iterator[Any]:
+    """Every Value holding a key reference (key_value), at any depth."""
+    for value in entity.properties.values():
+        yield from _key_values(value)
+
+
+def _key_values(value: Any) -> Iterator[Any]:
+    which = value.WhichOneof("value_type")
+    if which == "key_value":
+        yield value
+    elif which == "array_value":
+        for item in value.array_value.values:
+            yield from _key_values(item)
+    elif which == "entity_value":
+        yield from reference_values(value.entity_value)
+
+
+def embedded_keys(entity: Any) -> Iterator[Any]:
+    """Keys of embedded entities (at any depth)."""
+    for value in entity.properties.values():
+        yield from _embedded(value)
+
+
+def _embedded(value: Any) -> Iterator[Any]:
+    which = value.WhichOneof("value_type")
+    if which == "array_value":
+        for item in value.array_value.values:
+            yield from _embedded(item)
+    elif which == "entity_value":
+        if value.entity_value.HasField("key"):
+            yield value.entity_value.key
+        yield from embedded_keys(value.entity_value)
+
+
+def dangling(
+    stage: ImportStage, entities: list[Any], known: dict[bytes, tuple[Any, str]] | None = None
+) -> tuple[dict[bytes, Any], set[bytes]]:
+    """(mapped references, dangling references) of ``entities``, by old key bytes.
+
+    ``known`` mappings (the part's own, say) are not looked up again.
+    """
+    refs = {
+        key_bytes(v.key_value): v.key_value
+        for e in entities
+        for v in reference_values(e)
+        if stage.in_dump_partition(v.key_value)
+    }
+    parents = {
+        key_bytes(p): p for p in (parent_key(e.key) for e in entities if len(e.key.path) > 1)
+    }
+    wanted = {**refs, **parents, **{key_bytes(k): k for e in entities for k in embedded_keys(e)}}
+    known = known or {}
+    mapped = {b: known[b] for b in wanted if b in known}
+    mapped |= stage.keymap().lookup(k for b, k in wanted.items() if b not in known)
+    unmapped = {b: k for b, k in wanted.items() if b not in mapped}
+    in_target = stage.need_runtime().store.lookup([stage.moved(k) for k in unmapped.values()])
+    missing = {b for b, k in unmapped.items() if key_bytes(stage.moved(k)) not in in_target}
+    return mapped, missing & (set(refs) | set(parents))
+
+
+# -- stage 3: write ------------------------------------------------------------------
+
+
+def rewrite(
+    stage: ImportStage, part: int, entities: list[Any], count: Callable[..., None]
+) -> list[Any]:
+    """The entities to put, keys rewritten through the key map, schema drift applied."""
+    depths = {len(e.key.path) for e in entities}
+    slots = [(part, d) for d in depths] + [(part, WRITE_SLOT + d) for d in depths]
+    records = stage.keymap().lookup_parts(slots)
+    own = {key_bytes(old): (new, how) for pairs in records.values() for old, new, how in pairs}
+    # Kinds nothing refers to get their keys here, depth by depth (parents first).
+    for depth in sorted(depths):
+        unmapped = [e for e in entities if len(e.key.path) == depth and key_bytes(e.key) not in own]
+        for old, new, how in choose_keys(stage, part, unmapped, count, WRITE_SLOT):
+            own[key_bytes(old)] = (new, how)
+    mapped, missing = dangling(stage, entities, known=own)
+    puts = []
+    for entity in entities:
+        entry = own.get(key_bytes(entity.key))
+        if entry is None:
+            raise PermanentSliceError(
+                "not in the key map: the map stage did not finish", key=describe_key(entity.key)
+            )
+        new, how = entry
+        if how in NOT_WRITTEN:
+            count("not_written")
+            continue
+        for value in list(reference_values(entity)):
+            _rewrite_reference(stage, value, mapped, missing, count)
+        for key in list(embedded_keys(entity)):
+            _rewrite_key(stage, key, mapped)
+        entity.key.CopyFrom(new)
+        apply_schema(entity, stage.options)
+        puts.append(entity)
+    return puts
+
+
+def _rewrite_reference(
+    stage: ImportStage,
+    value: Any,
+    mapped: dict[bytes, tuple[Any, str]],
+    missing: set[bytes],
+    count: Callable[..., None],
+) -> None:
+    old = key_bytes(value.key_value)
+    if old in missing:
+        count("dangling")
+        if stage.options.dangling == "null":
+            value.null_value = 0  # the oneof drops the key
+            return
+    _rewrite_key(stage, value.key_value, mapped)
+
+
+def _rewrite_key(stage: ImportStage, key: Any, mapped: dict[bytes, tuple[Any, str]]) -> None:
+    entry = mapped.get(key_bytes(key))
+    if entry is not None:
+        key.CopyFrom(entry[0])
+    elif stage.in_dump_partition(key):
+        set_partition(key, stage.moves[partition_of(key)])

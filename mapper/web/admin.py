@@ -1,0 +1,50 @@
+"""The job admin API: start, list, read, abort, pause and resume jobs (JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+
+from mapper.engine.jobs import abort_job, pause_job, resume_job
+from mapper.engine.runtime import Runtime
+from mapper.engine.status import list_jobs
+from mapper.errors import InvalidJobError
+from mapper.web.auth import Verifier, require_admin_auth
+from mapper.web.jobs_api import any_status, start_from_json
+
+ACTIONS = {"abort": abort_job, "pause": pause_job, "resume": resume_job}
+
+
+def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Blueprint:
+    bp = flask.Blueprint("mapper_admin", __name__, url_prefix="/_mapper/jobs")
+    guard = require_admin_auth(runtime.settings, verifier)
+
+    @bp.post("")
+    @guard
+    def start() -> Any:
+        """``{"mapper": "module:Class", "params": {}, "shards": N, ...}`` -> ``{"id": ...}``."""
+        data = flask.request.get_json(silent=True, force=True)
+        if not isinstance(data, dict):
+            raise InvalidJobError("the request body must be a JSON object")
+        return start_from_json(runtime, data)
+
+    @bp.get("")
+    @guard
+    def index() -> Any:
+        limit = flask.request.args.get("limit", 50, type=int)
+        return {"jobs": list_jobs(runtime, limit=max(1, min(limit, 500)))}
+
+    @bp.get("/<job_id>")
+    @guard
+    def show(job_id: str) -> Any:
+        return any_status(runtime, job_id)
+
+    @bp.post("/<job_id>/<action>")
+    @guard
+    def control(job_id: str, action: str) -> Any:
+        if action not in ACTIONS:
+            flask.abort(404)
+        return ACTIONS[action](runtime, job_id)
+
+    return bp
