@@ -1,23 +1,18 @@
-"""The Mapper base class: what users subclass to write a batch job."""
+"""The Mapper base class: what users subclass to write a batch job, and nothing else."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from google.cloud import datastore, ndb
-from google.cloud.datastore import helpers
-from google.cloud.ndb import model as ndb_model
-from google.cloud.ndb import query as ndb_query
+from google.cloud import ndb
 
-from mapper.datastore.convert import entity_to_pb, key_to_pb
-from mapper.datastore.rpc import CompositeFilter, Entity, Filter, Key
+from mapper.engine.jobs import Job, start_job
+from mapper.engine.loading import class_spec
+from mapper.engine.runtime import Runtime, runtime_from_env
+from mapper.engine.spec import JobSpec
 from mapper.errors import InvalidJobError
-
-if TYPE_CHECKING:
-    from mapper.engine.jobs import Job
-    from mapper.engine.runtime import Runtime
 
 
 class Mapper:
@@ -31,6 +26,9 @@ class Mapper:
     KIND: type[ndb.Model] | str | None = None
     #: Equality pairs ``(property, value)`` or ndb filter nodes.
     FILTERS: Sequence[Any] = ()
+    #: True: ``map`` gets raw ``google.datastore.v1.Entity`` protobufs, and KIND
+    #: may be set per instance (the built-in jobs take their kind from params).
+    RAW = False
 
     def __init__(self, **params: Any):
         try:
@@ -38,12 +36,11 @@ class Mapper:
         except (TypeError, ValueError) as e:
             raise InvalidJobError(f"mapper params must be JSON-serialisable: {e}") from e
         self.params = params
-        self._counts: dict[str, int] = {}
-        #: Set by the framework while running: the job's id, the shard index and
-        #: the Runtime (settings, store, dispatcher) of the task at hand.
+        #: While the mapper runs inside a job: the job's id and the shard index.
         self.job_id: str | None = None
         self.shard: int | None = None
-        self.runtime: Runtime | None = None
+        self._runtime: Runtime | None = None
+        self._counts: dict[str, int] = {}
 
     # -- hooks for subclasses ---------------------------------------------------
 
@@ -75,11 +72,12 @@ class Mapper:
 
     # -- helpers for subclasses -------------------------------------------------
 
-    def need_runtime(self) -> Runtime:
-        """The Runtime of the task at hand (set while the mapper runs inside a job)."""
-        if self.runtime is None:
-            raise InvalidJobError(f"{type(self).__name__} runs only inside a job")
-        return self.runtime
+    @property
+    def runtime(self) -> Runtime:
+        """The Runtime (settings, store, dispatcher) of the job this mapper runs in."""
+        if self._runtime is None:
+            raise InvalidJobError(f"{type(self).__name__}.runtime exists only inside a job")
+        return self._runtime
 
     def count(self, name: str, value: int = 1) -> None:
         """Add to a custom counter, committed with the batch's checkpoint."""
@@ -101,11 +99,6 @@ class Mapper:
         Without ``runtime`` one is built from the environment. With the local
         (in-process) dispatcher ``wait`` defaults to True: the slices run here.
         """
-        from mapper.engine.jobs import start_job
-        from mapper.engine.loading import class_spec
-        from mapper.engine.runtime import runtime_from_env
-        from mapper.engine.spec import JobSpec
-
         spec = JobSpec(
             mapper=class_spec(type(self)),
             params=self.params,
@@ -126,88 +119,13 @@ class Mapper:
                 rt.close()
         return job
 
-    # -- used by the framework --------------------------------------------------
+    # -- called by the engine ---------------------------------------------------
 
-    @classmethod
-    def check_class(cls) -> None:
-        """Raise InvalidJobError if the class cannot run (no or bad KIND)."""
-        kind = cls.KIND
-        if isinstance(kind, str):
-            if not kind or kind.startswith("__"):
-                raise InvalidJobError(f"{cls.__name__}.KIND {kind!r} is not a user kind")
-        elif not (isinstance(kind, type) and issubclass(kind, ndb.Model)):
-            raise InvalidJobError(
-                f"{cls.__name__}.KIND must be an ndb.Model subclass or a kind name, got {kind!r}"
-            )
+    def bind(self, job_id: str, shard: int | None, runtime: Runtime) -> None:
+        """Attach the job this instance runs in (the engine calls it before any hook)."""
+        self.job_id, self.shard, self._runtime = job_id, shard, runtime
 
-    def kind_name(self) -> str:
-        """The kind this mapper walks (an instance may set KIND from its params)."""
-        kind = self.KIND
-        if isinstance(kind, str):
-            return kind
-        if kind is None:
-            raise InvalidJobError(f"{type(self).__name__}.KIND is not set")
-        return kind._get_kind()
-
-    def filter_pbs(self) -> list[Any]:
-        """FILTERS as raw Datastore filter protobufs."""
-        result = []
-        for item in self.FILTERS:
-            if isinstance(item, ndb_query.Node):
-                node = item
-            elif isinstance(item, tuple) and len(item) == 2:
-                prop, value = item
-                if isinstance(prop, ndb.Property):
-                    node = prop == value
-                elif isinstance(prop, str):
-                    node = ndb_query.FilterNode(prop, "=", value)
-                else:
-                    raise InvalidJobError(f"filter property must be a Property or name: {prop!r}")
-            else:
-                raise InvalidJobError(f"FILTERS items are (property, value) pairs: {item!r}")
-            result.append(_as_filter(_raw(node._to_filter())))
-        return result
-
-    def decode(self, pb: Any) -> Any:
-        """Raw entity protobuf -> what ``map`` receives."""
-        if isinstance(self.KIND, str):
-            return helpers.entity_from_protobuf(pb)
-        return ndb_model._entity_from_protobuf(pb)
-
-    def encode(self, entity: Any) -> Any:
-        """What ``map`` returned to put -> raw entity protobuf."""
-        if isinstance(entity, Entity):
-            return entity
-        if isinstance(entity, ndb.Model):
-            entity._pre_put_hook()
-            entity._prepare_for_put()
-            return entity_to_pb(ndb_model._entity_to_ds_entity(entity, set_key=True))
-        if isinstance(entity, datastore.Entity):
-            return entity_to_pb(entity)
-        raise InvalidJobError(f"map() returned a non-entity to put: {entity!r}")
-
-    def encode_key(self, key: Any) -> Any:
-        """What ``map`` returned to delete -> raw key protobuf."""
-        if isinstance(key, Key):
-            return key
-        if isinstance(key, ndb.Key):
-            return key_to_pb(key._key)
-        if isinstance(key, datastore.Key):
-            return key_to_pb(key)
-        if isinstance(key, (ndb.Model, datastore.Entity)) and key.key is not None:
-            return self.encode_key(key.key)
-        raise InvalidJobError(f"map() returned a non-key to delete: {key!r}")
-
-
-def _as_filter(message: Any) -> Any:
-    """Wrap a PropertyFilter or CompositeFilter in a Filter."""
-    if isinstance(message, Filter):
-        return message
-    if isinstance(message, CompositeFilter):
-        return Filter(composite_filter=message)
-    return Filter(property_filter=message)
-
-
-def _raw(message: Any) -> Any:
-    """The upb message inside a proto-plus wrapper (or the message itself)."""
-    return getattr(message, "_pb", message)
+    def take_counts(self) -> dict[str, int]:
+        """The custom counters since the last call, and reset them."""
+        counts, self._counts = self._counts, {}
+        return counts

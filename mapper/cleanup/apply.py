@@ -18,7 +18,7 @@ from google.cloud import ndb
 
 from mapper.cleanup.missing import apply_missing, plan_missing
 from mapper.cleanup.plan import SAMPLES, Plan, scan
-from mapper.datastore.keys import describe_key
+from mapper.datastore.keys import key_repr
 from mapper.datastore.metadata import list_kinds
 from mapper.engine.jobs import start_job
 from mapper.engine.records import INTERNAL_KINDS
@@ -72,7 +72,7 @@ def plan_stale_kinds(rt: Runtime, modules: Sequence[str], namespace: str = "") -
     for kind in stale:
         plan.counts[kind] = count_kind(rt, kind, namespace)
         first = itertools.islice(scan(rt, kind, namespace, keys_only=True), SAMPLES)
-        plan.samples[kind] = [describe_key(e.key) for e in first]
+        plan.samples[kind] = [key_repr(e.key) for e in first]
     return plan
 
 

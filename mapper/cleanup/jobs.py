@@ -11,18 +11,13 @@ from mapper.errors import InvalidJobError
 class _RawKindMapper(Mapper):
     """A mapper over the raw entities of the kind named in its params."""
 
+    RAW = True
+
     def __init__(self, **params: Any):
         super().__init__(**params)
         if not isinstance(params.get("kind"), str) or not params["kind"]:
             raise InvalidJobError(f"{type(self).__name__} needs a 'kind' param: {params}")
         self.KIND = params["kind"]
-
-    @classmethod
-    def check_class(cls) -> None:
-        """The kind comes from params."""
-
-    def decode(self, pb: Any) -> Any:
-        return pb
 
 
 class DeleteKind(_RawKindMapper):

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from mapper.cleanup.plan import Plan, chunks, scan
 from mapper.datastore.keys import key_bytes
-from mapper.datastore.rpc import MAX_LOOKUP_KEYS, Filter, Key
+from mapper.datastore.query import filters_from
+from mapper.datastore.rpc import MAX_LOOKUP_KEYS, Key
 from mapper.dump.manifest import read_manifest, validate_dump
 from mapper.errors import CleanupError
 
@@ -22,14 +23,7 @@ if TYPE_CHECKING:
 
 def scope_filters(filters: Sequence[Any]) -> list[Any]:
     """Filter protobufs for ``filters``: ``(PROP, VALUE)`` pairs or Filter protobufs."""
-    from mapper.base import Mapper
-
-    pairs = [f for f in filters if not isinstance(f, Filter)]
-
-    class Scope(Mapper):
-        FILTERS = [tuple(p) if isinstance(p, list) else p for p in pairs]
-
-    return [f for f in filters if isinstance(f, Filter)] + Scope().filter_pbs()
+    return filters_from(filters)
 
 
 def plan_missing(

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 from mapper.base import Mapper
 from mapper.cleanup.jobs import _RawKindMapper
 from mapper.cleanup.plan import SAMPLES, Plan, chunks, keys_where
-from mapper.datastore.keys import describe_key, key_bytes
-from mapper.datastore.rpc import MAX_LOOKUP_KEYS, Entity, PropertyFilter, Query
+from mapper.datastore.keys import key_bytes, key_repr
+from mapper.datastore.query import equal_filter, kind_query, results
+from mapper.datastore.rpc import MAX_LOOKUP_KEYS, Entity
 from mapper.engine.jobs import start_job
 from mapper.engine.spec import JobSpec
 from mapper.errors import CleanupError
@@ -104,7 +105,7 @@ class OrphanMapper(_RawKindMapper):
         self.count("orphans")
         record = Entity()
         record.key.partition_id.CopyFrom(
-            self.need_runtime().store.partition(self.params["state_namespace"])
+            self.runtime.store.partition(self.params["state_namespace"])
         )
         digest = hashlib.sha256(key_bytes(entity.key)).hexdigest()[:40]
         record.key.path.add(kind=RECORD_KIND, name=f"{self.job_id}:{digest}")
@@ -118,17 +119,15 @@ class OrphanApplyMapper(Mapper):
     """Acts on the orphans a plan recorded, each checked again: still there, still orphaned."""
 
     KIND = RECORD_KIND
+    RAW = True
 
     def __init__(self, **params: Any):
         super().__init__(**params)
         self.FILTERS = [("scan", params["scan_job"])]
 
-    def decode(self, pb: Any) -> Any:
-        return pb
-
     def start_batch(self, records: list[Any]) -> None:
         keys = [r.properties["key"].key_value for r in records]
-        self._targets = self.need_runtime().store.lookup(keys) if keys else {}
+        self._targets = self.runtime.store.lookup(keys) if keys else {}
         self._missing = missing_references(self, list(self._targets.values()))
 
     def map(self, record: Any) -> tuple[list[Any], list[Any]]:
@@ -152,7 +151,7 @@ class OrphanApplyMapper(Mapper):
     def _dependents(self, key: Any) -> list[Any]:
         if self.params["action"] != "cascade":
             return []
-        rt = self.need_runtime()
+        rt = self.runtime
         found = []
         for kind, prop in self.params["cascade"]:
             found += keys_where(rt, kind, prop, key)
@@ -168,7 +167,7 @@ def missing_references(mapper: Mapper, entities: list[Any]) -> set[bytes]:
         for entity in entities
         for _, key in orphan_references(entity, params["properties"], params["parents"])
     }
-    store = mapper.need_runtime().store
+    store = mapper.runtime.store
     found: set[bytes] = set()
     for chunk in chunks(list(refs.values()), MAX_LOOKUP_KEYS):
         found.update(store.lookup(chunk))
@@ -252,10 +251,7 @@ def apply_orphans(
 
 def _samples(rt: Runtime, scan_job: str) -> list[str]:
     """A few of the orphans the scan recorded (records are named by a hash: a spread)."""
-    query = Query(limit={"value": SAMPLES})
-    query.kind.add(name=RECORD_KIND)
-    query.filter.property_filter.property.name = "scan"
-    query.filter.property_filter.op = PropertyFilter.EQUAL
-    query.filter.property_filter.value.string_value = scan_job
-    batch = rt.store.run_query(query, rt.settings.state_namespace)
-    return sorted(describe_key(r.entity.properties["key"].key_value) for r in batch.entity_results)
+    query = kind_query(RECORD_KIND, [equal_filter("scan", scan_job)])
+    query.limit.value = SAMPLES
+    found = results(rt.store, query, rt.settings.state_namespace)
+    return sorted(key_repr(e.properties["key"].key_value) for e in found)

@@ -6,9 +6,9 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mapper.datastore.keys import describe_key
-from mapper.datastore.metadata import NO_MORE_RESULTS
-from mapper.datastore.query import shard_query
+from mapper.datastore.keys import key_repr
+from mapper.datastore.query import key_filter, kind_query, results
+from mapper.datastore.rpc import PropertyFilter
 from mapper.errors import CleanupError
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class Plan:
         self.counts[label] = self.counts.get(label, 0) + 1
         samples = self.samples.setdefault(label, [])
         if len(samples) < SAMPLES:
-            samples.append(describe_key(key))
+            samples.append(key_repr(key))
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self) | {
@@ -90,17 +90,7 @@ def scan(
     rt: Runtime, kind: str, namespace: str, filters: Sequence[Any] = (), keys_only: bool = False
 ) -> Iterator[Any]:
     """Every raw entity of ``kind`` in key order, a page at a time (memory stays flat)."""
-    after = None
-    while True:
-        query = shard_query(kind, filters, None, None, after, _PAGE, keys_only)
-        batch = rt.store.run_query(query, namespace)
-        results = batch.entity_results
-        yield from (r.entity for r in results)
-        # A page may hold fewer than asked (the emulators cap pages at 300): only
-        # NO_MORE_RESULTS or an empty page ends the scan.
-        if not results or batch.more_results == NO_MORE_RESULTS:
-            return
-        after = results[-1].entity.key
+    return results(rt.store, kind_query(kind, filters, keys_only), namespace)
 
 
 def keys_where(rt: Runtime, kind: str, prop: str, key: Any) -> list[Any]:
@@ -109,16 +99,10 @@ def keys_where(rt: Runtime, kind: str, prop: str, key: Any) -> list[Any]:
     ``prop`` ``__parent__`` means the ``kind`` entities under ``key`` (its
     descendants, at any depth): an ancestor query.
     """
-    from mapper.datastore.rpc import Filter, PropertyFilter
-
-    where = Filter()
     if prop == PARENT:
-        where.property_filter.property.name = "__key__"
-        where.property_filter.op = PropertyFilter.HAS_ANCESTOR
+        where = key_filter(PropertyFilter.HAS_ANCESTOR, key)
     else:
-        where.property_filter.property.name = prop
-        where.property_filter.op = PropertyFilter.EQUAL
-    where.property_filter.value.key_value.CopyFrom(key)
+        where = key_filter(PropertyFilter.EQUAL, key, name=prop)
     namespace = key.partition_id.namespace_id
     found = (e.key for e in scan(rt, kind, namespace, [where], keys_only=True))
     return [k for k in found if k != key]

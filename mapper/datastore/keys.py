@@ -10,6 +10,11 @@ Key = _entity_types.Key.pb()
 
 
 def key_bytes(key: Any) -> bytes:
+    """The one serialisation of a raw key: deterministic, so equal keys give equal bytes.
+
+    Used as a dict key for lookups, in records (checkpoints, key maps) and in
+    shard ranges; ``key_from_bytes`` reads it back.
+    """
     return key.SerializeToString(deterministic=True)
 
 
@@ -28,27 +33,17 @@ def key_order(key: Any) -> tuple[Any, ...]:
     return tuple(parts)
 
 
-def key_to_bytes(key: Any | None) -> bytes | None:
-    return None if key is None else key.SerializeToString(deterministic=True)
-
-
 def key_from_bytes(data: bytes | None) -> Any | None:
+    """The key ``key_bytes`` wrote (None for no bytes: an open range end)."""
     return None if not data else Key.FromString(data)
 
 
 def key_repr(key: Any) -> str:
-    """A readable form of a raw key: ``ns:Kind(1)/Child('name')``."""
-    parts = []
-    for element in key.path:
-        which = element.WhichOneof("id_type")
-        ident = repr(element.name) if which == "name" else str(element.id) if which else "?"
-        parts.append(f"{element.kind}({ident})")
-    namespace = key.partition_id.namespace_id
-    return (f"{namespace}:" if namespace else "") + "/".join(parts)
+    """The one printed form of a raw key, as ndb prints keys.
 
-
-def describe_key(key: Any) -> str:
-    """A key for messages: ``Key('Parent', 1, 'Child', 'x', namespace='n')``."""
+    ``Key('Parent', 1, 'Child', 'x', namespace='n')``: used in errors, status
+    (checkpoints, failed keys) and cleanup samples alike.
+    """
     parts = []
     for element in key.path:
         which = element.WhichOneof("id_type")

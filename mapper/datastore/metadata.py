@@ -7,11 +7,9 @@ from typing import Any
 
 from google.api_core import exceptions as core_exceptions
 
-from mapper.datastore.rpc import Query, Store
+from mapper.datastore.query import kind_query, results
+from mapper.datastore.rpc import Store
 from mapper.errors import ConfigurationError
-
-NO_MORE_RESULTS = 3  # QueryResultBatch.MoreResultsType.NO_MORE_RESULTS
-_PAGE = 1000
 
 
 def is_reserved_kind(kind: str) -> bool:
@@ -44,22 +42,10 @@ def list_properties(store: Store, namespace: str, kind: str) -> list[str]:
 
 
 def _keys(store: Store, kind: str, namespace: str) -> Iterator[Any]:
-    cursor = b""
-    while True:
-        query = Query(limit={"value": _PAGE})
-        query.kind.add(name=kind)
-        query.projection.add().property.name = "__key__"
-        if cursor:
-            query.start_cursor = cursor
-        try:
-            batch = store.run_query(query, namespace)
-        except (core_exceptions.InvalidArgument, core_exceptions.MethodNotImplemented) as e:
-            raise ConfigurationError(
-                f"this store does not answer {kind} metadata queries ({e.message}); "
-                "the Firestore emulator in Datastore mode has none: name the kinds explicitly"
-            ) from e
-        for result in batch.entity_results:
-            yield result.entity.key
-        if batch.more_results == NO_MORE_RESULTS or not batch.entity_results:
-            return
-        cursor = batch.end_cursor
+    try:
+        yield from (e.key for e in results(store, kind_query(kind, keys_only=True), namespace))
+    except (core_exceptions.InvalidArgument, core_exceptions.MethodNotImplemented) as e:
+        raise ConfigurationError(
+            f"this store does not answer {kind} metadata queries ({e.message}); "
+            "the Firestore emulator in Datastore mode has none: name the kinds explicitly"
+        ) from e

@@ -19,7 +19,7 @@ from google.cloud.datastore_v1.types import datastore as _datastore_types
 from google.cloud.datastore_v1.types import entity as _entity_types
 from google.cloud.datastore_v1.types import query as _query_types
 
-from mapper.datastore.keys import key_repr
+from mapper.datastore.keys import key_bytes, key_repr
 from mapper.errors import PermanentSliceError
 from mapper.settings import Settings
 
@@ -180,7 +180,7 @@ class Store:
                     request.read_options.transaction = transaction
                 response = self._call("Lookup", request, retry=transaction is None)
                 for result in response.found:
-                    found[result.entity.key.SerializeToString(deterministic=True)] = result.entity
+                    found[key_bytes(result.entity.key)] = result.entity
                 pending = list(response.deferred)
         return found
 

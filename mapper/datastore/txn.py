@@ -6,15 +6,13 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from google.cloud import ndb
 from google.cloud.ndb import model as ndb_model
 
+from mapper.datastore.keys import key_bytes
 from mapper.datastore.rpc import TRANSIENT, Store
-
-if TYPE_CHECKING:
-    from mapper.engine.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +20,7 @@ T = TypeVar("T")
 
 
 def key_pb(key: ndb.Key) -> Any:
+    """An ndb key as a raw Key protobuf."""
     return key._key.to_protobuf()._pb
 
 
@@ -46,9 +45,8 @@ class Txn:
             self.upserts.append(ndb_model._entity_to_protobuf(record)._pb)
 
 
-def run_in_transaction(rt: Runtime, fn: Callable[[Txn], T], retries: int = 8) -> T:
+def run_in_transaction(store: Store, fn: Callable[[Txn], T], retries: int = 8) -> T:
     """Run ``fn`` in a transaction and commit what it wrote; retry on contention."""
-    store = rt.store
     attempt = 0
     while True:
         txn = Txn(store, store.begin_transaction())
@@ -69,9 +67,9 @@ def run_in_transaction(rt: Runtime, fn: Callable[[Txn], T], retries: int = 8) ->
             raise
 
 
-def get(rt: Runtime, *keys: ndb.Key) -> list[Any]:
+def get(store: Store, *keys: ndb.Key) -> list[Any]:
     """Read records by key outside any transaction (strongly consistent)."""
-    return _lookup_records(rt.store, keys, None)
+    return _lookup_records(store, keys, None)
 
 
 def _lookup_records(store: Store, keys: Sequence[ndb.Key], transaction: bytes | None) -> list[Any]:
@@ -79,11 +77,11 @@ def _lookup_records(store: Store, keys: Sequence[ndb.Key], transaction: bytes | 
     found = store.lookup(pbs, transaction=transaction)
     records = []
     for pb in pbs:
-        entity = found.get(pb.SerializeToString(deterministic=True))
+        entity = found.get(key_bytes(pb))
         records.append(None if entity is None else ndb_model._entity_from_protobuf(entity))
     return records
 
 
-def put_records(rt: Runtime, records: Sequence[ndb.Model]) -> None:
+def put_records(store: Store, records: Sequence[ndb.Model]) -> None:
     """Write records without a transaction, in bounded commits."""
-    rt.store.write([ndb_model._entity_to_protobuf(r)._pb for r in records], [])
+    store.write([ndb_model._entity_to_protobuf(r)._pb for r in records], [])

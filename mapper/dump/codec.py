@@ -10,7 +10,7 @@ from google.cloud.datastore_v1.types import entity as entity_types
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from mapper.datastore.keys import describe_key
+from mapper.datastore.keys import key_repr
 from mapper.errors import DumpFormatError
 
 #: Datastore's limit on one entity (1 MiB - 4), checked against the protobuf size.
@@ -48,7 +48,7 @@ def encode_entity(pb: Message) -> bytes:
     stripped.DiscardUnknownFields()
     if stripped.ByteSize() != pb.ByteSize():
         raise DumpFormatError(
-            f"{describe_key(pb.key)} has fields unknown to this google-cloud-datastore;"
+            f"{key_repr(pb.key)} has fields unknown to this google-cloud-datastore;"
             " upgrade it to export the entity exactly"
         )
     obj = json_format.MessageToDict(pb)
@@ -172,7 +172,7 @@ def check_entity(pb: Message, path: str | None = None, lineno: int | None = None
     """Refuse an entity an import must not write: no key, a reserved kind, too large."""
     if not pb.HasField("key") or not pb.key.path:
         raise DumpFormatError("entity has no key", path, lineno)
-    key = describe_key(pb.key)
+    key = key_repr(pb.key)
     for element in pb.key.path:
         if _RESERVED_KIND.fullmatch(element.kind):
             raise DumpFormatError(f"reserved kind {element.kind!r} in {key}", path, lineno)

@@ -12,7 +12,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from mapper.datastore.keys import describe_key
+from mapper.datastore.keys import key_repr
 from mapper.dump.codec import check_entity
 from mapper.dump.files import GCS_CHUNK, DumpLocation, check_relpath, open_dump_store
 from mapper.dump.parts import PartInfo, read_part
@@ -208,7 +208,7 @@ def validate_dump(
             check_entity(pb, where, lineno)
             kind, namespace = pb.key.path[-1].kind, pb.key.partition_id.namespace_id
             if kind not in part.kinds or namespace not in part.namespaces:
-                message = f"{describe_key(pb.key)} is of a kind or namespace its part does not list"
+                message = f"{key_repr(pb.key)} is of a kind or namespace its part does not list"
                 raise DumpFormatError(message, where, lineno)
             if check is not None:
                 check(pb, where, lineno)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from mapper.datastore import txn as txns
 from mapper.dispatch.messages import FinalizeTask, SliceTask, check_job_id
+from mapper.engine.adapter import Adapter
 from mapper.engine.loading import load_mapper_class
 from mapper.engine.records import (
     JobStatus,
@@ -26,7 +27,6 @@ from mapper.engine.status import StatusHandle, job_status
 from mapper.errors import JobStateError, NotFoundError, RetrySlice
 
 if TYPE_CHECKING:
-    from mapper.base import Mapper
     from mapper.engine.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -43,14 +43,14 @@ def start_job(rt: Runtime, spec: JobSpec) -> Job:
     finishes an interrupted start or changes nothing.
     """
     spec.validate()
-    mapper_cls = load_mapper_class(spec.mapper)
-    mapper = mapper_cls(**spec.params)
-    mapper.filter_pbs()  # bad params or FILTERS fail before any write
+    adapter = Adapter(load_mapper_class(spec.mapper)(**spec.params))
+    adapter.filter_pbs()  # bad params or FILTERS fail before any write
+    adapter.kind_name()
     job_id = spec.id or new_job_id()
     with rt.context():
         job = _create_job_record(rt, job_id, spec)
         if job.job_status == JobStatus.STARTING:
-            _create_shards(rt, job, mapper)
+            _create_shards(rt, job, adapter)
         elif job.job_status != JobStatus.RUNNING:
             return Job(rt, job_id)
         for index in range(len(job.ranges)):
@@ -82,18 +82,18 @@ def _create_job_record(rt: Runtime, job_id: str, spec: JobSpec) -> _MapperJob:
         t.put(job)
         return job
 
-    return txns.run_in_transaction(rt, fn)
+    return txns.run_in_transaction(rt.store, fn)
 
 
-def _create_shards(rt: Runtime, job: _MapperJob, mapper: Mapper) -> None:
+def _create_shards(rt: Runtime, job: _MapperJob, adapter: Adapter) -> None:
     ns = rt.settings.state_namespace
     if not job.ranges:
-        given = mapper.split_keys(job.shards_requested)
-        kind, shards = mapper.kind_name(), job.shards_requested
+        given = adapter.mapper.split_keys(job.shards_requested)
+        kind, shards = adapter.kind_name(), job.shards_requested
         ranges, how = split_ranges(rt.store, kind, job.namespace, shards, given)
         job.ranges = [[r[0].hex() if r[0] else None, r[1].hex() if r[1] else None] for r in ranges]
         job.split = how
-        txns.run_in_transaction(rt, lambda t: t.put(job))
+        txns.run_in_transaction(rt.store, lambda t: t.put(job))
     records = [
         _MapperShard(
             key=shard_key(job.job_id, i, ns),
@@ -106,16 +106,15 @@ def _create_shards(rt: Runtime, job: _MapperJob, mapper: Mapper) -> None:
         for i, (start, end) in enumerate(job.ranges)
     ]
     # No slice runs before the job is RUNNING, so rewriting fresh shards is safe.
-    txns.put_records(rt, records)
+    txns.put_records(rt.store, records)
 
     def mark_running(t: txns.Txn) -> None:
         current = t.get(job.key)[0]
         if current.job_status == JobStatus.STARTING:
-            current.status = JobStatus.RUNNING.value
-            current.updated = utcnow()
+            current.move_to(JobStatus.RUNNING)
             t.put(current)
 
-    txns.run_in_transaction(rt, mark_running)
+    txns.run_in_transaction(rt.store, mark_running)
     job.status = JobStatus.RUNNING.value
 
 
@@ -136,28 +135,27 @@ def finalize(rt: Runtime, task: FinalizeTask) -> None:
         shards = t.get(*[shard_key(task.job_id, i, ns) for i in range(len(job.ranges))])
         if not all(s is not None and s.shard_status == ShardStatus.DONE for s in shards):
             return None
-        job.status = JobStatus.FINALIZING.value
+        job.move_to(JobStatus.FINALIZING)
         job.totals = sum_totals(shards)
         job.finalize_lease_until = now + datetime.timedelta(seconds=rt.settings.lease_seconds)
         t.put(job)
         return job
 
-    job = txns.run_in_transaction(rt, claim)
+    job = txns.run_in_transaction(rt.store, claim)
     if job is None:
         return
     mapper = load_mapper_class(job.mapper)(**(job.params or {}))
-    mapper.job_id, mapper.engine.runtime = task.job_id, rt
+    mapper.bind(task.job_id, None, rt)
     rt.fault("before_finish", job_id=task.job_id)
     mapper.finish()
 
     def done(t: txns.Txn) -> None:
         current = t.get(jkey)[0]
         if current.job_status == JobStatus.FINALIZING:
-            current.status = JobStatus.SUCCEEDED.value
-            current.finished = current.updated = utcnow()
+            current.move_to(JobStatus.SUCCEEDED)
             t.put(current)
 
-    txns.run_in_transaction(rt, done)
+    txns.run_in_transaction(rt.store, done)
     logger.info("job=%s succeeded totals=%s", task.job_id, job.totals)
 
 
@@ -187,7 +185,7 @@ def resume_job(rt: Runtime, job_id: str) -> dict[str, Any]:
             {JobStatus.PAUSED, JobStatus.RUNNING},
             bump_generation=True,
         )
-        job = txns.get(rt, job_key(job_id, ns))[0]
+        job = txns.get(rt.store, job_key(job_id, ns))[0]
         for index in range(len(job.ranges)):
             skey = shard_key(job_id, index, ns)
 
@@ -200,7 +198,7 @@ def resume_job(rt: Runtime, job_id: str) -> dict[str, Any]:
                 t.put(shard)
                 return SliceTask(job_id, shard.index, shard.slice, job.generation)
 
-            successor = txns.run_in_transaction(rt, fn)
+            successor = txns.run_in_transaction(rt.store, fn)
             if successor is not None:
                 rt.dispatcher.enqueue(successor)
         return job_status(rt, job_id)
@@ -221,16 +219,13 @@ def _set_status(
             raise NotFoundError(f"no job {job_id!r}")
         if job.job_status not in allowed_from:
             raise JobStateError(f"job {job_id!r} is {job.status}; cannot make it {status.value}")
-        job.status = status.value
-        job.updated = utcnow()
-        if status.is_final:
-            job.finished = job.updated
+        job.move_to(status)
         if bump_generation:
             job.generation = (job.generation or 0) + 1
         t.put(job)
 
     with rt.context():
-        txns.run_in_transaction(rt, fn)
+        txns.run_in_transaction(rt.store, fn)
         return job_status(rt, job_id)
 
 

@@ -75,6 +75,20 @@ class _MapperJob(ndb.Model):
     def job_id(self) -> str:
         return str(self.key.id())
 
+    def move_to(self, status: JobStatus) -> None:
+        """Take ``status``; a final one also stamps ``finished``."""
+        self.status = status.value
+        self.updated = utcnow()
+        if status.is_final:
+            self.finished = self.updated
+
+    def fail(self, message: str, failed_key: str | None, shard: int) -> None:
+        """FAILED with the error, the key it happened at and the shard."""
+        self.move_to(JobStatus.FAILED)
+        self.error = message
+        self.failed_key = failed_key
+        self.failed_shard = shard
+
 
 class _MapperShard(ndb.Model):
     """One shard of a job. Key name: ``{job_id}-{index}``."""
@@ -102,6 +116,60 @@ class _MapperShard(ndb.Model):
     @property
     def shard_status(self) -> ShardStatus:
         return ShardStatus(self.status)
+
+    def owned_by(self, token: str, slice_number: int) -> bool:
+        """True while the copy holding ``token`` for ``slice_number`` owns the shard."""
+        return self.lease_token == token and self.slice == slice_number
+
+    def lease(self, token: str, seconds: float) -> None:
+        """Held by ``token`` for ``seconds`` (the slice that claims it runs)."""
+        now = utcnow()
+        self.status = ShardStatus.RUNNING.value
+        self.lease_token = token
+        self.lease_until = now + datetime.timedelta(seconds=seconds)
+        self.updated = now
+
+    def release(self) -> None:
+        self.lease_token = None
+        self.lease_until = None
+        self.updated = utcnow()
+
+    def advance(
+        self, last: bytes | None, counts: dict[str, int], finished: bool, lease_seconds: float
+    ) -> None:
+        """One batch committed: checkpoint, counters, a fresh lease (or DONE)."""
+        if last is not None:
+            self.checkpoint = last
+        self.add_counts(counts)
+        self.batches = (self.batches or 0) + 1
+        self.attempts = 0
+        self.updated = utcnow()
+        self.lease_until = self.updated + datetime.timedelta(seconds=lease_seconds)
+        if finished:
+            self.status = ShardStatus.DONE.value
+            self.release()
+
+    def next_slice(self) -> None:
+        """The time box ended: the next slice takes over, unleased."""
+        self.slice += 1
+        self.release()
+
+    def stop(self, status: ShardStatus) -> None:
+        self.status = status.value
+        self.release()
+
+    def record_failure(
+        self, message: str, failed_key: str | None, permanent: bool, max_attempts: int
+    ) -> bool:
+        """Count a failed attempt; True when the shard gives up (FAILED)."""
+        self.attempts = (self.attempts or 0) + 1
+        self.last_error = message
+        self.failed_key = failed_key
+        self.release()
+        if permanent or self.attempts >= max_attempts:
+            self.status = ShardStatus.FAILED.value
+            return True
+        return False
 
     def add_counts(self, counts: dict[str, int]) -> None:
         """Add one batch's counts (committed together with its checkpoint)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
 import uuid
@@ -11,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 from google.api_core import exceptions as core_exceptions
 from google.cloud import ndb
 
-from mapper.base import Mapper
 from mapper.datastore import txn as txns
-from mapper.datastore.keys import key_from_bytes, key_repr, key_to_bytes
+from mapper.datastore.keys import key_bytes, key_from_bytes, key_repr
 from mapper.datastore.query import shard_query
 from mapper.datastore.rpc import bounded_batches, is_permanent
 from mapper.dispatch.messages import FinalizeTask, SliceTask
+from mapper.engine.adapter import Adapter
 from mapper.engine.loading import load_mapper_class
 from mapper.engine.records import (
     JobStatus,
@@ -44,7 +43,7 @@ class _LeaseLost(Exception):
 def run_slice(rt: Runtime, task: SliceTask) -> None:
     """Run one slice task; return for "done" (2xx), raise RetrySlice for "later"."""
     ns = rt.settings.state_namespace
-    job = txns.get(rt, job_key(task.job_id, ns))[0]
+    job = txns.get(rt.store, job_key(task.job_id, ns))[0]
     if job is None:
         logger.warning("slice for unknown job %s ignored", task.job_id)
         return
@@ -79,12 +78,8 @@ def _acquire(rt: Runtime, task: SliceTask) -> tuple[_MapperShard, str] | None:
             return "final", shard
         if task.slice < shard.slice:
             return "stale", shard
-        if status == JobStatus.ABORTED:
-            shard.status = ShardStatus.ABORTED.value
-            t.put(shard)
-            return "stopped", shard
-        if status == JobStatus.PAUSED:
-            shard.status = ShardStatus.PAUSED.value
+        if status in (JobStatus.ABORTED, JobStatus.PAUSED):
+            shard.stop(ShardStatus(status.value))
             t.put(shard)
             return "stopped", shard
         if status != JobStatus.RUNNING:
@@ -93,14 +88,11 @@ def _acquire(rt: Runtime, task: SliceTask) -> tuple[_MapperShard, str] | None:
         if shard.lease_token and shard.lease_until and shard.lease_until > now:
             wait = (shard.lease_until - now).total_seconds()
             raise RetrySlice("another copy of this slice holds the lease", delay=min(wait, 5.0))
-        shard.status = ShardStatus.RUNNING.value
-        shard.lease_token = token
-        shard.lease_until = now + datetime.timedelta(seconds=rt.settings.lease_seconds)
-        shard.updated = now
+        shard.lease(token, rt.settings.lease_seconds)
         t.put(shard)
         return "run", shard
 
-    outcome, shard = txns.run_in_transaction(rt, claim)
+    outcome, shard = txns.run_in_transaction(rt.store, claim)
     if outcome == "stale" and task.slice == shard.slice - 1:
         # Redelivered after its checkpoint: make sure the chain goes on.
         rt.dispatcher.enqueue(_successor(shard))
@@ -121,10 +113,10 @@ def _successor(shard: _MapperShard) -> SliceTask:
 def maybe_finalize(rt: Runtime, job_id: str) -> None:
     """Enqueue the job's finalize task if every shard is done (idempotent by name)."""
     ns = rt.settings.state_namespace
-    job = txns.get(rt, job_key(job_id, ns))[0]
+    job = txns.get(rt.store, job_key(job_id, ns))[0]
     if job is None or job.job_status.is_final:
         return
-    shards = txns.get(rt, *[shard_key(job_id, i, ns) for i in range(len(job.ranges))])
+    shards = txns.get(rt.store, *[shard_key(job_id, i, ns) for i in range(len(job.ranges))])
     if all(s is not None and s.shard_status == ShardStatus.DONE for s in shards):
         rt.dispatcher.enqueue(FinalizeTask(job_id))
 
@@ -140,23 +132,16 @@ class _SliceRunner:
         ns = rt.settings.state_namespace
         self.jkey = job_key(task.job_id, ns)
         self.skey = shard_key(task.job_id, task.shard, ns)
-        self.current_key: Any = None
         self.batches = 0
         self.started = time.monotonic()
-        self.mapper: Mapper | None = None
+        mapper = load_mapper_class(job.mapper)(**(job.params or {}))
+        self.adapter = Adapter(mapper).bind(task.job_id, task.shard, rt)
 
     # -- the loop ---------------------------------------------------------------
 
     def run(self) -> None:
-        mapper_cls = load_mapper_class(self.job.mapper)
-        self.mapper = mapper = mapper_cls(**(self.job.params or {}))
-        mapper.job_id, mapper.shard, mapper.engine.runtime = (
-            self.task.job_id,
-            self.task.shard,
-            self.rt,
-        )
-        self.filters = mapper.filter_pbs()
-        self.kind = mapper.kind_name()
+        self.filters = self.adapter.filter_pbs()
+        self.kind = self.adapter.kind_name()
         self.start_key = key_from_bytes(self.shard.start_key)
         self.end_key = key_from_bytes(self.shard.end_key)
         with ndb.get_context().new(namespace=self.job.namespace).use():
@@ -220,9 +205,7 @@ class _SliceRunner:
         def fn(t: txns.Txn) -> None:
             shard = self._owned(t)
             found = t.lookup_raw(keys)
-            entities = [
-                e for k in keys if (e := found.get(k.SerializeToString(deterministic=True)))
-            ]
+            entities = [e for k in keys if (e := found.get(key_bytes(k)))]
             puts, deletes, counts = self._map(entities)
             limit = self.rt.store.max_commit_bytes
             if len(list(bounded_batches(puts, deletes, limit))) > 1:
@@ -230,11 +213,16 @@ class _SliceRunner:
             self._fault("after_map")
             t.upserts.extend(puts)
             t.deletes.extend(deletes)
-            self._advance(shard, last, counts, finished)
+            shard.advance(
+                None if last is None else key_bytes(last),
+                counts,
+                finished,
+                self.rt.settings.lease_seconds,
+            )
             t.put(shard)
 
         try:
-            txns.run_in_transaction(self.rt, fn)
+            txns.run_in_transaction(self.rt.store, fn)
         except core_exceptions.InvalidArgument as e:
             # The Datastore emulator allows 25 entity groups per transaction.
             if "entity groups" in str(e) or "too many" in str(e).lower():
@@ -245,55 +233,26 @@ class _SliceRunner:
     # -- one batch ----------------------------------------------------------------
 
     def _map(self, entities: list[Any]) -> tuple[list[Any], list[Any], dict[str, int]]:
-        mapper = self.mapper
-        assert mapper is not None  # noqa: S101 - set in run()
-        mapper._counts = {}
-        puts: list[Any] = []
-        deletes: list[Any] = []
-        mapper.start_batch(entities)
-        for pb in entities:
-            self.current_key = pb.key
-            result = mapper.map(mapper.decode(pb))
-            if result:
-                to_put, to_delete = result
-                puts.extend(mapper.encode(e) for e in to_put or ())
-                deletes.extend(mapper.encode_key(k) for k in to_delete or ())
-        self.current_key = None
-        mapper.end_batch((self.shard.batches or 0) + self.batches)
-        counts = {"processed": len(entities), "put": len(puts), "deleted": len(deletes)}
-        counts.update(mapper._counts)
-        mapper._counts = {}
-        return puts, deletes, counts
+        return self.adapter.map_batch(entities, (self.shard.batches or 0) + self.batches)
 
     def _owned(self, t: txns.Txn) -> _MapperShard:
         shard = t.get(self.skey)[0]
-        if shard is None or shard.lease_token != self.token or shard.slice != self.task.slice:
+        if shard is None or not shard.owned_by(self.token, self.task.slice):
             raise _LeaseLost(f"shard {self.skey.id()} changed hands")
         return shard
-
-    def _advance(
-        self, shard: _MapperShard, last: Any, counts: dict[str, int], finished: bool
-    ) -> None:
-        now = utcnow()
-        if last is not None:
-            shard.checkpoint = key_to_bytes(last)
-        shard.add_counts(counts)
-        shard.batches = (shard.batches or 0) + 1
-        shard.attempts = 0
-        shard.updated = now
-        shard.lease_until = now + datetime.timedelta(seconds=self.rt.settings.lease_seconds)
-        if finished:
-            shard.status = ShardStatus.DONE.value
-            shard.lease_token = None
-            shard.lease_until = None
 
     def _checkpoint(self, last: Any, counts: dict[str, int], finished: bool) -> None:
         def fn(t: txns.Txn) -> None:
             shard = self._owned(t)
-            self._advance(shard, last, counts, finished)
+            shard.advance(
+                None if last is None else key_bytes(last),
+                counts,
+                finished,
+                self.rt.settings.lease_seconds,
+            )
             t.put(shard)
 
-        txns.run_in_transaction(self.rt, fn)
+        txns.run_in_transaction(self.rt.store, fn)
         self.batches += 1
         self._fault("after_checkpoint")
 
@@ -305,7 +264,7 @@ class _SliceRunner:
             self._log("shard done")
             maybe_finalize(self.rt, self.task.job_id)
             return True
-        job = txns.get(self.rt, self.jkey)[0]
+        job = txns.get(self.rt.store, self.jkey)[0]
         if job is None or job.job_status != JobStatus.RUNNING:
             self._stop(job.job_status if job is not None else JobStatus.ABORTED)
             return True
@@ -319,14 +278,11 @@ class _SliceRunner:
     def _end_slice(self) -> None:
         def fn(t: txns.Txn) -> SliceTask:
             shard = self._owned(t)
-            shard.slice += 1
-            shard.lease_token = None
-            shard.lease_until = None
-            shard.updated = utcnow()
+            shard.next_slice()
             t.put(shard)
             return _successor(shard)
 
-        successor = txns.run_in_transaction(self.rt, fn)
+        successor = txns.run_in_transaction(self.rt.store, fn)
         self._log("slice ends")
         self._fault("before_enqueue")
         self.rt.dispatcher.enqueue(successor)
@@ -336,19 +292,18 @@ class _SliceRunner:
 
         def fn(t: txns.Txn) -> None:
             shard = self._owned(t)
-            shard.status = shard_status.value
-            shard.lease_token = None
-            shard.lease_until = None
+            shard.stop(shard_status)
             t.put(shard)
 
-        txns.run_in_transaction(self.rt, fn)
+        txns.run_in_transaction(self.rt.store, fn)
         self._log(f"stopped: job is {status.value}")
 
     def fail(self, error: Exception) -> None:
         """Record a failed attempt; give up (job FAILED) when it cannot succeed."""
         permanent = is_permanent(error)
+        current = self.adapter.current_key
         failed_key = getattr(error, "key", None) or (
-            key_repr(self.current_key) if self.current_key is not None else None
+            key_repr(current) if current is not None else None
         )
         message = f"{type(error).__name__}: {error}"
 
@@ -356,25 +311,16 @@ class _SliceRunner:
             job, shard = t.get(self.jkey, self.skey)
             if shard is None or shard.lease_token != self.token:
                 return False
-            shard.attempts = (shard.attempts or 0) + 1
-            shard.last_error = message
-            shard.failed_key = failed_key
-            shard.lease_token = None
-            shard.lease_until = None
-            give_up = permanent or shard.attempts >= self.rt.settings.max_attempts
-            if give_up:
-                shard.status = ShardStatus.FAILED.value
-                if job is not None and not job.job_status.is_final:
-                    job.status = JobStatus.FAILED.value
-                    job.error = message
-                    job.failed_key = failed_key
-                    job.failed_shard = self.task.shard
-                    job.finished = job.updated = utcnow()
-                    t.put(job)
+            give_up = shard.record_failure(
+                message, failed_key, permanent, self.rt.settings.max_attempts
+            )
+            if give_up and job is not None and not job.job_status.is_final:
+                job.fail(message, failed_key, self.task.shard)
+                t.put(job)
             t.put(shard)
             return give_up
 
-        gave_up = txns.run_in_transaction(self.rt, fn)
+        gave_up = txns.run_in_transaction(self.rt.store, fn)
         if gave_up:
             logger.error(
                 "job %s shard %d failed at key %s: %s",
@@ -414,3 +360,7 @@ class _SliceRunner:
 
 class _BatchTooLarge(Exception):
     """An exactly-once batch does not fit one transaction: retry it smaller."""
+
+
+def _bytes(key: Any | None) -> bytes | None:
+    return None if key is None else key_bytes(key)

@@ -6,7 +6,7 @@ from typing import Any
 
 from google.cloud.datastore_v1.types import query as _query_types
 
-from mapper.datastore.keys import key_order, key_to_bytes
+from mapper.datastore.keys import key_bytes, key_order
 from mapper.datastore.rpc import Query, Store
 
 PropertyOrder = _query_types.PropertyOrder.pb()
@@ -28,7 +28,7 @@ def split_ranges(
         return [(None, None)], "single range (1 shard requested)"
     if given:
         points = pick_split_points(given, min(shards, len(given) + 1))
-        bounds: list[bytes | None] = [None, *[key_to_bytes(p) for p in points], None]
+        bounds: list[bytes | None] = [None, *[key_bytes(p) for p in points], None]
         ranges = [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
         return ranges, f"split keys given by the mapper -> {len(ranges)} ranges"
     samples = scatter_sample(store, kind, namespace, shards * OVERSAMPLE)
@@ -38,7 +38,7 @@ def split_ranges(
             f"single range: __scatter__ returned {len(samples)} sample keys "
             "(empty kind, or a store without __scatter__ such as the Firestore emulator)"
         )
-    bounds = [None, *[key_to_bytes(p) for p in points], None]
+    bounds = [None, *[key_bytes(p) for p in points], None]
     ranges = [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
     return ranges, f"__scatter__: {len(samples)} samples -> {len(ranges)} ranges"
 

@@ -32,10 +32,10 @@ def job_status(rt: Runtime, job_id: str) -> dict[str, Any]:
     ns = rt.settings.state_namespace
     check_job_id(job_id)
     with rt.context():
-        job = txns.get(rt, job_key(job_id, ns))[0]
+        job = txns.get(rt.store, job_key(job_id, ns))[0]
         if job is None:
             raise NotFoundError(f"no job {job_id!r}")
-        shards = txns.get(rt, *[shard_key(job_id, i, ns) for i in range(len(job.ranges))])
+        shards = txns.get(rt.store, *[shard_key(job_id, i, ns) for i in range(len(job.ranges))])
     return _describe(job, shards)
 
 

@@ -68,6 +68,8 @@ def export_key(export_id: str, namespace: str) -> ndb.Key:
 class ExportMapper(Mapper):
     """Writes every entity of one kind in one namespace to part files, as raw protobufs."""
 
+    RAW = True
+
     def __init__(self, **params: Any):
         super().__init__(**params)
         for name in ("export", "kind", "out"):
@@ -79,13 +81,6 @@ class ExportMapper(Mapper):
         self.FILTERS = [tuple(pair) for pair in params.get("filters", [])]
         self._batch: list[Any] = []
 
-    @classmethod
-    def check_class(cls) -> None:
-        """The kind comes from params, checked in ``__init__``."""
-
-    def decode(self, pb: Any) -> Any:
-        return pb
-
     def map(self, entity: Any) -> None:
         self._batch.append(entity)
 
@@ -94,7 +89,7 @@ class ExportMapper(Mapper):
         namespace = self.params.get("namespace", "")
         relpath = part_relpath(self.params["kind"], self.shard or 0, number, namespace)
         info = write_part(self.params["out"], relpath, entities)
-        rt = self.need_runtime()
+        rt = self.runtime
         parent = export_key(self.params["export"], rt.settings.state_namespace)
         record = _MapperExportPart(
             key=ndb.Key(_MapperExportPart, relpath, parent=parent),
@@ -105,11 +100,11 @@ class ExportMapper(Mapper):
             namespaces=list(info.namespaces) or [namespace],
         )
         with rt.context():
-            txns.put_records(rt, [record])
+            txns.put_records(rt.store, [record])
         self.count("bytes", info.bytes)
 
     def finish(self) -> None:
-        rt = self.need_runtime()
+        rt = self.runtime
         key = export_key(self.params["export"], rt.settings.state_namespace)
         job_id = self.job_id
 
@@ -121,7 +116,7 @@ class ExportMapper(Mapper):
             return export
 
         with rt.context():
-            export = txns.run_in_transaction(rt, mark_done)
+            export = txns.run_in_transaction(rt.store, mark_done)
             if len(export.done) == len(export.pairs):
                 write_export_manifest(rt, export)
 
@@ -157,7 +152,7 @@ def write_export_manifest(rt: Runtime, export: _MapperExport) -> Manifest:
         current.manifest_written = True
         t.put(current)
 
-    txns.run_in_transaction(rt, mark)
+    txns.run_in_transaction(rt.store, mark)
     logger.info("export=%s manifest written: %s", export.key.id(), manifest.totals)
     return manifest
 
@@ -246,7 +241,7 @@ def start_export(rt: Runtime, spec: ExportSpec) -> Export:
 
 def _create_export(rt: Runtime, export_id: str, spec: ExportSpec, store: Any) -> _MapperExport:
     key = export_key(export_id, rt.settings.state_namespace)
-    existing = txns.get(rt, key)[0]
+    existing = txns.get(rt.store, key)[0]
     if existing is not None:
         return existing
     if store.exists(MANIFEST):
@@ -269,7 +264,7 @@ def _create_export(rt: Runtime, export_id: str, spec: ExportSpec, store: Any) ->
         t.put(export)
         return export
 
-    return txns.run_in_transaction(rt, create)
+    return txns.run_in_transaction(rt.store, create)
 
 
 class Export(StatusHandle):
@@ -287,7 +282,7 @@ class Export(StatusHandle):
 def export_status(rt: Runtime, export_id: str) -> dict[str, Any]:
     """The export as JSON-ready data: combined status and counters, per-kind results."""
     with rt.context():
-        export = txns.get(rt, export_key(export_id, rt.settings.state_namespace))[0]
+        export = txns.get(rt.store, export_key(export_id, rt.settings.state_namespace))[0]
         if export is None:
             raise NotFoundError(f"no export {export_id!r}")
         jobs = [job_status(rt, f"{export_id}-{i}") for i in range(len(export.pairs))]

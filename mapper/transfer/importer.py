@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from google.cloud import ndb
 
 from mapper.datastore import txn as txns
-from mapper.datastore.keys import describe_key
+from mapper.datastore.keys import key_repr
 from mapper.datastore.keywalk import Partition, partition_of
 from mapper.dispatch.messages import check_job_id
 from mapper.dump.files import open_dump_store
@@ -100,7 +100,7 @@ def plan_import(rt: Runtime, spec: ImportSpec) -> dict[str, Any]:
 
     def check(pb: Any, where: str, lineno: int) -> None:
         if partition_of(pb.key)[:2] != expected:
-            message = f"{describe_key(pb.key)} is not of the dump's project {expected[0]!r}"
+            message = f"{key_repr(pb.key)} is not of the dump's project {expected[0]!r}"
             raise DumpFormatError(message, where, lineno)
         per_kind[pb.key.path[-1].kind] += 1
         depth[0] = max(depth[0], len(pb.key.path))
@@ -328,4 +328,4 @@ def _stage_parts(rt: Runtime, import_id: str, source: str, manifest: Manifest) -
             for i, part in enumerate(manifest.parts)
         ]
         for start in range(0, len(records), 500):
-            txns.put_records(rt, records[start : start + 500])
+            txns.put_records(rt.store, records[start : start + 500])

@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from mapper.base import Mapper
-from mapper.datastore.keys import describe_key, key_bytes
+from mapper.datastore.keys import key_bytes, key_repr
 from mapper.datastore.keywalk import Partition, partition_of, set_partition
-from mapper.datastore.query import KEY_PROPERTY
-from mapper.datastore.rpc import Filter, Key, PropertyFilter, Query
+from mapper.datastore.query import kind_query, results, value_filter
+from mapper.datastore.rpc import Key
 from mapper.dump.parts import PartInfo, read_part
 from mapper.errors import InvalidJobError, PermanentSliceError
 from mapper.transfer.keymap import (
@@ -42,17 +42,11 @@ class ImportStage(Mapper):
     """What every import stage mapper shares: its parts, key map and partition moves."""
 
     KIND = "_MapperImportPart"
+    RAW = True
 
     def __init__(self, **params: Any):
         super().__init__(**params)
         self.setup()
-
-    @classmethod
-    def check_class(cls) -> None:
-        """KIND is fixed; the rest comes from params, checked in setup()."""
-
-    def decode(self, pb: Any) -> Any:
-        return pb
 
     def setup(self) -> None:
         if not isinstance(self.params.get("import"), str):
@@ -65,7 +59,7 @@ class ImportStage(Mapper):
         }
 
     def keymap(self) -> KeyMap:
-        rt = self.need_runtime()
+        rt = self.runtime
         return KeyMap(rt.store, rt.settings.state_namespace, self.params["import"])
 
     def part_entities(self, record: Any) -> Iterator[Any]:
@@ -115,7 +109,7 @@ def choose_keys(
     """
     if not entities:
         return []
-    rt, keymap = stage.need_runtime(), stage.keymap()
+    rt, keymap = stage.runtime, stage.keymap()
     record = (part, slot + len(entities[0].key.path))
     chosen = keymap.lookup_parts([record]).get(record)
     if chosen is None:
@@ -153,7 +147,7 @@ def _choose(stage: ImportStage, entities: list[Any]) -> list[tuple[Any, Any, str
             to_allocate.append((entity.key, new))
     chosen += _resolve_names(stage, named)
     if to_allocate:
-        allocated = stage.need_runtime().store.allocate_ids([new for _, new in to_allocate])
+        allocated = stage.runtime.store.allocate_ids([new for _, new in to_allocate])
         olds = [old for old, _ in to_allocate]
         chosen += [(old, new, ALLOCATED) for old, new in zip(olds, allocated, strict=True)]
     return chosen
@@ -185,33 +179,18 @@ def natural_match(stage: ImportStage, entity: Any, new: Any) -> Any | None:
     props = stage.options.natural_keys.get(kind)
     if not props or any(p not in entity.properties for p in props):
         return None
-    query = Query(limit={"value": 1})
-    query.kind.add(name=kind)
-    query.projection.add().property.name = KEY_PROPERTY
-    filters = []
-    for prop in props:
-        f = Filter()
-        f.property_filter.property.name = prop
-        f.property_filter.op = PropertyFilter.EQUAL
-        value = f.property_filter.value
-        value.CopyFrom(entity.properties[prop])
-        value.ClearField("exclude_from_indexes")
-        value.ClearField("meaning")
-        filters.append(f)
-    if len(filters) == 1:
-        query.filter.CopyFrom(filters[0])
-    else:
-        query.filter.composite_filter.op = 1  # AND
-        query.filter.composite_filter.filters.extend(filters)
-    batch = stage.need_runtime().store.run_query(query, new.partition_id.namespace_id)
-    return batch.entity_results[0].entity.key if batch.entity_results else None
+    filters = [value_filter(prop, entity.properties[prop]) for prop in props]
+    query = kind_query(kind, filters, keys_only=True)
+    query.limit.value = 1
+    found = next(results(stage.runtime.store, query, new.partition_id.namespace_id), None)
+    return found.key if found is not None else None
 
 
 def _resolve_names(stage: ImportStage, named: list[tuple[Any, Any]]) -> list[tuple[Any, Any, str]]:
     """Named keys are kept; one that already exists in the target follows --on-conflict."""
     if not named:
         return []
-    existing = stage.need_runtime().store.lookup([new for _, new in named])
+    existing = stage.runtime.store.lookup([new for _, new in named])
     result = []
     for old, new in named:
         if key_bytes(new) not in existing:
@@ -222,8 +201,8 @@ def _resolve_names(stage: ImportStage, named: list[tuple[Any, Any]]) -> list[tup
             result.append((old, new, OVERWRITE))
         else:
             raise PermanentSliceError(
-                f"{describe_key(new)} already exists in the target (--on-conflict fail)",
-                key=describe_key(old),
+                f"{key_repr(new)} already exists in the target (--on-conflict fail)",
+                key=key_repr(old),
             )
     return result
 
@@ -286,7 +265,7 @@ def dangling(
     mapped = {b: known[b] for b in wanted if b in known}
     mapped |= stage.keymap().lookup(k for b, k in wanted.items() if b not in known)
     unmapped = {b: k for b, k in wanted.items() if b not in mapped}
-    in_target = stage.need_runtime().store.lookup([stage.moved(k) for k in unmapped.values()])
+    in_target = stage.runtime.store.lookup([stage.moved(k) for k in unmapped.values()])
     missing = {b for b, k in unmapped.items() if key_bytes(stage.moved(k)) not in in_target}
     return mapped, missing & (set(refs) | set(parents))
 
@@ -313,7 +292,7 @@ def rewrite(
         entry = own.get(key_bytes(entity.key))
         if entry is None:
             raise PermanentSliceError(
-                "not in the key map: the map stage did not finish", key=describe_key(entity.key)
+                "not in the key map: the map stage did not finish", key=key_repr(entity.key)
             )
         new, how = entry
         if how in NOT_WRITTEN:

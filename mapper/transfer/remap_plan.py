@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 from typing import TYPE_CHECKING, Any
 
-from mapper.datastore.keys import describe_key, key_bytes
+from mapper.datastore.keys import key_bytes, key_repr
 from mapper.dump.manifest import read_manifest
 from mapper.dump.parts import read_part
 from mapper.transfer.remap import ImportStage, natural_match, parent_key, reference_values
@@ -59,7 +59,7 @@ def _row() -> dict[str, Any]:
 def _add(row: dict[str, Any], column: str, key: Any) -> None:
     row[column] += 1
     if len(row["samples"][column]) < SAMPLES:
-        row["samples"][column].append(describe_key(key))
+        row["samples"][column].append(key_repr(key))
 
 
 def _references(entity: Any) -> list[Any]:
@@ -84,7 +84,7 @@ def _conflicts(stage: ImportStage, entities: list[Any], dump_keys: set[bytes]) -
             if depth == len(new.path) or key_bytes(_as_dumped(entity.key, depth)) in dump_keys:
                 new.path[depth - 1].name = prefix + new.path[depth - 1].name
         candidates[key_bytes(entity.key)] = new
-    found = stage.need_runtime().store.lookup(list(candidates.values()))
+    found = stage.runtime.store.lookup(list(candidates.values()))
     return {old for old, new in candidates.items() if key_bytes(new) in found}
 
 
@@ -104,7 +104,7 @@ def _missing(stage: ImportStage, entities: list[Any], dump_keys: set[bytes]) -> 
         for ref in _references(entity)
         if stage.in_dump_partition(ref) and key_bytes(ref) not in dump_keys
     }
-    found = stage.need_runtime().store.lookup([stage.moved(ref) for ref in refs.values()])
+    found = stage.runtime.store.lookup([stage.moved(ref) for ref in refs.values()])
     return {old for old, ref in refs.items() if key_bytes(stage.moved(ref)) not in found}
 
 

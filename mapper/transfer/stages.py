@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mapper.datastore.keys import describe_key
+from mapper.datastore.keys import key_bytes, key_repr
 from mapper.datastore.keywalk import move_partitions
 from mapper.errors import PermanentSliceError
 from mapper.transfer.importer import part_index, part_split_keys, start_next_stage
@@ -22,7 +22,7 @@ class _Stage(ImportStage):
     """A Mapper over the import's ``_MapperImportPart`` records; finish() starts the next stage."""
 
     def finish(self) -> None:
-        start_next_stage(self.need_runtime(), self.params)
+        start_next_stage(self.runtime, self.params)
 
     def split_keys(self, shards: int) -> list[Any] | None:
         """The staged part records are named ``{import}:{index}``: split them evenly."""
@@ -67,11 +67,11 @@ class CheckRefsMapper(_Stage):
             if len(entity.key.path) > 1:
                 parent_and_refs.append(parent_key(entity.key))
             for key in parent_and_refs:
-                if key.SerializeToString(deterministic=True) in missing:
+                if key_bytes(key) in missing:
                     raise PermanentSliceError(
-                        f"{describe_key(entity.key)} references {describe_key(key)}, which is "
+                        f"{key_repr(entity.key)} references {key_repr(key)}, which is "
                         "neither in the dump nor in the target (--dangling fail)",
-                        key=describe_key(entity.key),
+                        key=key_repr(entity.key),
                     )
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import flask
 
+from mapper.datastore.query import filters_from
 from mapper.engine.runtime import Runtime
 from mapper.errors import InvalidJobError
 from mapper.web.auth import Verifier, require_admin_auth
@@ -61,9 +62,4 @@ def _plan_and_apply(rt: Runtime, name: str, data: dict[str, Any]) -> tuple[Any, 
 
 
 def _filters(pairs: list[tuple[str, Any]]) -> list[Any]:
-    from mapper.base import Mapper
-
-    class Scope(Mapper):
-        FILTERS = pairs
-
-    return Scope().filter_pbs()
+    return filters_from(pairs)

@@ -92,7 +92,7 @@ def test_poison_entity_fails_the_job_with_its_key_after_bounded_attempts(
     assert "cannot map p00150" in status["error"]
     with runtime.context(namespace):
         poison = Person.query(Person.name == "p00150").get()
-    assert status["failed_key"] == f"{namespace}:Person({poison.key.id()})"
+    assert status["failed_key"] == f"Key('Person', {poison.key.id()}, namespace={namespace!r})"
     shard = status["shards"][0]
     assert shard["status"] == "failed"
     assert shard["attempts"] == runtime.settings.max_attempts
@@ -129,7 +129,7 @@ def test_entity_too_large_fails_fast_naming_its_key(runtime, namespace, seed, pe
     assert status["status"] == "failed"
     assert status["shards"][0]["attempts"] == 1
     assert "over Datastore's 1048572" in status["error"]
-    assert status["failed_key"] == f"{namespace}:Person({keys[7].id()})"
+    assert status["failed_key"] == f"Key('Person', {keys[7].id()}, namespace={namespace!r})"
     assert touch_counts(people) == {0: 20}
 
 

@@ -1,0 +1,132 @@
+"""The adapter between a user's Mapper and raw protobufs: kind, filters, decode, encode.
+
+The engine reads and writes raw (upb) Datastore protobufs; a user's ``map``
+sees ndb models (``KIND = SomeModel``), ``datastore.Entity`` values (``KIND =
+"Name"``) or, for built-in jobs that say ``RAW = True``, the protobufs
+themselves. Everything that touches ndb's private conversion lives here, not on
+the user's class.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from google.cloud import datastore, ndb
+from google.cloud.datastore import helpers
+from google.cloud.ndb import model as ndb_model
+
+from mapper.datastore.convert import entity_to_pb, key_to_pb
+from mapper.datastore.query import filters_from
+from mapper.datastore.rpc import Entity, Key
+from mapper.errors import InvalidJobError
+
+if TYPE_CHECKING:
+    from mapper.engine.runtime import Runtime
+
+#: What the engine calls on a mapper class; a class without them is no Mapper.
+HOOKS = ("map", "start_batch", "end_batch", "finish", "split_keys", "bind", "take_counts")
+
+
+def check_class(cls: Any, name: str) -> None:
+    """Raise InvalidJobError unless ``cls`` is a Mapper class that can run.
+
+    A class with ``RAW = True`` may set KIND per instance (from its params);
+    any other needs a KIND naming a user kind or an ndb.Model subclass.
+    """
+    if not isinstance(cls, type) or not all(callable(getattr(cls, h, None)) for h in HOOKS):
+        raise InvalidJobError(f"{name!r} is not a subclass of mapper.Mapper")
+    if getattr(cls, "RAW", False):
+        return
+    kind = cls.KIND
+    if isinstance(kind, str):
+        if not kind or kind.startswith("__"):
+            raise InvalidJobError(f"{cls.__name__}.KIND {kind!r} is not a user kind")
+    elif not (isinstance(kind, type) and issubclass(kind, ndb.Model)):
+        raise InvalidJobError(
+            f"{cls.__name__}.KIND must be an ndb.Model subclass or a kind name, got {kind!r}"
+        )
+
+
+class Adapter:
+    """One mapper instance as the engine sees it: raw protobufs in and out."""
+
+    def __init__(self, mapper: Any):
+        self.mapper = mapper
+        self.raw = bool(getattr(mapper, "RAW", False))
+        self.model = not self.raw and not isinstance(mapper.KIND, str)
+
+    def bind(self, job_id: str, shard: int | None, runtime: Runtime) -> Adapter:
+        self.mapper.bind(job_id, shard, runtime)
+        return self
+
+    def kind_name(self) -> str:
+        """The kind this mapper walks (an instance may set KIND from its params)."""
+        kind = self.mapper.KIND
+        if isinstance(kind, str) and kind:
+            return kind
+        if isinstance(kind, type) and issubclass(kind, ndb.Model):
+            return kind._get_kind()
+        raise InvalidJobError(f"{type(self.mapper).__name__}.KIND is not set")
+
+    def filter_pbs(self) -> list[Any]:
+        """FILTERS as raw Datastore filter protobufs."""
+        return filters_from(self.mapper.FILTERS)
+
+    def decode(self, pb: Any) -> Any:
+        """Raw entity protobuf -> what ``map`` receives."""
+        if self.raw:
+            return pb
+        if self.model:
+            return ndb_model._entity_from_protobuf(pb)
+        return helpers.entity_from_protobuf(pb)
+
+    def encode(self, entity: Any) -> Any:
+        """What ``map`` returned to put -> raw entity protobuf."""
+        if isinstance(entity, Entity):
+            return entity
+        if isinstance(entity, ndb.Model):
+            entity._pre_put_hook()
+            entity._prepare_for_put()
+            return entity_to_pb(ndb_model._entity_to_ds_entity(entity, set_key=True))
+        if isinstance(entity, datastore.Entity):
+            return entity_to_pb(entity)
+        raise InvalidJobError(f"map() returned a non-entity to put: {entity!r}")
+
+    def encode_key(self, key: Any) -> Any:
+        """What ``map`` returned to delete -> raw key protobuf."""
+        if isinstance(key, Key):
+            return key
+        if isinstance(key, ndb.Key):
+            return key_to_pb(key._key)
+        if isinstance(key, datastore.Key):
+            return key_to_pb(key)
+        if isinstance(key, (ndb.Model, datastore.Entity)) and key.key is not None:
+            return self.encode_key(key.key)
+        raise InvalidJobError(f"map() returned a non-key to delete: {key!r}")
+
+    def map_batch(
+        self, entities: list[Any], number: int
+    ) -> tuple[list[Any], list[Any], dict[str, int]]:
+        """Map one batch of raw entities: (puts, deletes, counts), all raw.
+
+        The key being mapped stays on ``current_key`` so a failure can name it.
+        """
+        mapper = self.mapper
+        puts: list[Any] = []
+        deletes: list[Any] = []
+        mapper.take_counts()
+        mapper.start_batch(entities)
+        for pb in entities:
+            self.current_key = pb.key
+            result = mapper.map(self.decode(pb))
+            if result:
+                to_put, to_delete = result
+                puts.extend(self.encode(e) for e in to_put or ())
+                deletes.extend(self.encode_key(k) for k in to_delete or ())
+        self.current_key = None
+        mapper.end_batch(number)
+        counts = {"processed": len(entities), "put": len(puts), "deleted": len(deletes)}
+        counts.update(mapper.take_counts())
+        return puts, deletes, counts
+
+    current_key: Any = None
