@@ -26,10 +26,12 @@ test: venv $(BROWSER)
 	$(VENV)/bin/ruff check mapper handlers tests bench examples main.py
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
+# ruff (lint + format), mypy, and the import layers (pyproject.toml [tool.importlinter]).
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy mapper handlers
+	PYTHONPATH=. $(VENV)/bin/lint-imports
 
 demo: venv
 	$(PY) -m examples.demo

@@ -54,7 +54,7 @@ def child(n: int, shards: int) -> dict[str, Any]:
 
     def export() -> None:
         spec = ExportSpec(out=f"{work}/ours", kinds=[KIND], namespaces=[source], shards=shards)
-        assert start_export(rt, spec).wait()["counters"]["processed"] == n
+        assert start_export(rt, spec).wait().counters["processed"] == n
 
     def managed() -> None:
         body = {
@@ -75,7 +75,7 @@ def child(n: int, shards: int) -> dict[str, Any]:
             )
             _, handle = start_import(rt, spec)
             assert handle is not None
-            assert handle.wait()["counters"]["put"] == n
+            assert handle.wait().counters["put"] == n
 
         return run
 

@@ -120,7 +120,7 @@ def ours(mapper: str, shards: int, batch_size: int) -> Callable[[str, int], None
                            namespace=namespace)  # fmt: skip
             job = start_job(rt, spec)
             rt.dispatcher.wait_idle()  # type: ignore[attr-defined]  # local dispatcher
-            counters = job.status()["counters"]
+            counters = job.status().counters
         finally:
             rt.close()
         if counters.get("processed") != n or counters.get("put") != n:

@@ -19,19 +19,27 @@ from google.cloud import ndb
 
 from examples import blog
 from examples.models import Customer, DeleteInactive, FillEmailDomain
-from mapper.cli.progress import Progress
-from mapper.engine.runtime import Runtime
-from mapper.settings import Settings
-from mapper.testing.emulator import start_emulator
-from mapper.transfer.export import ExportSpec, start_export
-from mapper.transfer.importer import ImportSpec, start_import
-from mapper.transfer.options import parse_options
-from mapper.transfer.remap_plan import summarize
+from mapper import (
+    ExportSpec,
+    ImportSpec,
+    JobInfo,
+    JobStatus,
+    Progress,
+    Runtime,
+    Settings,
+    parse_options,
+    plan_cleanup,
+    start_export,
+    start_import,
+    summarize_remap,
+)
+from mapper.testing import start_emulator
 
 CUSTOMERS = 20_000
 POSTS = 1_000
 DOMAINS = ("example.com", "example.org", "mail.test", "corp.test")
 BLOG_KINDS = ["Author", "Tag", "Config", "Post", "Comment", "Activity"]
+POST_REFERENCES = ["author", "tags", "related"]
 
 
 def step(title: str) -> None:
@@ -55,12 +63,12 @@ def seed_customers(rt: Runtime) -> None:
     print(f"seeded {CUSTOMERS} customers in {time.monotonic() - started:.1f}s")
 
 
-def run(rt: Runtime, mapper: Any, total: int, **options: Any) -> dict[str, Any]:
+def run(rt: Runtime, mapper: Any, total: int, **options: Any) -> JobInfo:
     print(f"running {type(mapper).__name__} ({options})")
     job = mapper.run(runtime=rt, wait=False, **options)
     status = job.wait(progress=Progress(total))
-    counters = ", ".join(f"{k}={v}" for k, v in status["counters"].items())
-    print(f"job {job.id} {status['status']}: {counters}  [{status['split']}]")
+    counters = ", ".join(f"{k}={v}" for k, v in status.counters.items())
+    print(f"job {job.id} {status.status.value}: {counters}  [{status.split}]")
     return status
 
 
@@ -74,7 +82,7 @@ def mappers(rt: Runtime) -> bool:
     domains = collections.Counter(c.email_domain for c in left)
     print(f"{len(left)} customers left; email_domain per domain: {dict(domains)}")
     return (
-        filled["status"] == deleted["status"] == "succeeded"
+        filled.status == deleted.status == JobStatus.SUCCEEDED
         and len(left) == CUSTOMERS * 9 // 10
         and None not in domains
     )
@@ -86,13 +94,15 @@ def export_and_restore(rt: Runtime, workdir: str) -> bool:
     status = start_export(rt, ExportSpec(out=out, kinds=["Customer"], shards=4)).wait(
         progress=Progress(CUSTOMERS * 9 // 10)
     )
-    print(f"export {status['status']}: {status['counters']['processed']} entities -> {out}")
+    print(f"export {status.status.value}: {status.counters['processed']} entities -> {out}")
     plan, job = start_import(rt, ImportSpec(source=out, namespace="restored", shards=4))
-    restored = job.wait() if job else {"status": "not run"}
+    if job is None:
+        return False
+    restored = job.wait()
     with rt.context("restored"):
         count = Customer.query().count()
-    print(f"restore {restored['status']}: {count} customers in namespace 'restored'")
-    return restored["status"] == "succeeded" and count == CUSTOMERS * 9 // 10
+    print(f"restore {restored.status.value}: {count} customers in namespace 'restored'")
+    return restored.status == JobStatus.SUCCEEDED and count == CUSTOMERS * 9 // 10
 
 
 def merge_sites(rt: Runtime, workdir: str) -> bool:
@@ -105,22 +115,24 @@ def merge_sites(rt: Runtime, workdir: str) -> bool:
     out = f"{workdir}/site-b"
     spec = ExportSpec(out=out, kinds=BLOG_KINDS, namespaces=["site-b"], shards=2)
     exported = start_export(rt, spec).wait()
-    print(f"exported site-b: {exported['counters']['processed']} entities")
+    print(f"exported site-b: {exported.counters['processed']} entities")
 
     options = parse_options(natural_keys=["Tag=name"])
     merge = ImportSpec(source=out, mode="remap", namespace="site-a", shards=2, options=options)
     plan, _ = start_import(rt, ImportSpec(**{**merge.__dict__, "dry_run": True}))
     print("dry run:")
-    print("\n".join(line for line in summarize(plan["remap"]) if not line.startswith("    ")))
+    print("\n".join(line for line in summarize_remap(plan["remap"]) if not line.startswith("    ")))
     _, run_ = start_import(rt, merge)
-    status = run_.wait(progress=Progress(None)) if run_ else {"status": "not run"}
-    c = status["counters"]
+    if run_ is None:
+        return False
+    status = run_.wait(progress=Progress(None))
+    c = status.counters
     print(
-        f"merge {status['status']}: {c.get('put', 0)} written, {c.get('allocated', 0)} new ids, "
+        f"merge {status.status.value}: {c.get('put', 0)} written, {c.get('allocated', 0)} new ids, "
         f"{c.get('merged', 0)} merged by natural key, "
         f"{c.get('conflict-skipped', 0)} same-name kept from site-a"
     )
-    return status["status"] == "succeeded" and verify_merge(rt)
+    return status.status == JobStatus.SUCCEEDED and verify_merge(rt)
 
 
 def verify_merge(rt: Runtime) -> bool:
@@ -148,14 +160,16 @@ def verify_merge(rt: Runtime) -> bool:
 
 def cleanup_plan(rt: Runtime) -> bool:
     step("4. cleanup plan of the merged site-a (plans only: nothing is deleted)")
-    from mapper.cleanup.apply import plan_stale_kinds, plan_stale_properties
-    from mapper.cleanup.orphans import OrphanSpec, plan_orphans
-
+    site = {"models": ["examples.blog"], "namespace": "site-a"}
     plans = [
-        plan_stale_kinds(rt, ["examples.blog"], "site-a"),
-        plan_stale_properties(rt, ["examples.blog"], "site-a"),
-        plan_orphans(rt, OrphanSpec("Post", properties=["author", "tags", "related"]), "site-a"),
-        plan_orphans(rt, OrphanSpec("Comment", properties=["author"], parents=True), "site-a"),
+        plan_cleanup(rt, "stale-kinds", site),
+        plan_cleanup(rt, "stale-properties", site),
+        plan_cleanup(
+            rt, "orphans", {**site, "kind": "Post", "properties": ["author", "tags", "related"]}
+        ),
+        plan_cleanup(
+            rt, "orphans", {**site, "kind": "Comment", "properties": ["author"], "parents": True}
+        ),
     ]
     for plan in plans:
         print("\n".join(plan.render()))

@@ -9,9 +9,8 @@ from typing import Any
 from google.cloud import ndb
 
 from mapper.engine.jobs import Job, start_job
-from mapper.engine.loading import class_spec
 from mapper.engine.runtime import Runtime, runtime_from_env
-from mapper.engine.spec import JobSpec
+from mapper.engine.spec import JobSpec, spec_for
 from mapper.errors import InvalidJobError
 
 
@@ -86,8 +85,8 @@ class Mapper:
     def run(
         self,
         *,
-        shards: int = 1,
-        batch_size: int = 100,
+        shards: int = JobSpec.shards,
+        batch_size: int = JobSpec.batch_size,
         namespace: str = "",
         exactly_once: bool = False,
         job_id: str | None = None,
@@ -99,15 +98,14 @@ class Mapper:
         Without ``runtime`` one is built from the environment. With the local
         (in-process) dispatcher ``wait`` defaults to True: the slices run here.
         """
-        spec = JobSpec(
-            mapper=class_spec(type(self)),
-            params=self.params,
+        spec = spec_for(
+            self,
             shards=shards,
             batch_size=batch_size,
             namespace=namespace,
             exactly_once=exactly_once,
-            id=job_id,
-        ).validate()
+            job_id=job_id,
+        )
         owned = runtime is None
         rt = runtime or runtime_from_env()
         try:

@@ -74,13 +74,5 @@ class RetrySlice(Exception):
         self.delay = delay
 
 
-class SimulatedCrash(BaseException):
-    """Raised by a fault hook to stand for a process dying at a named point.
-
-    A BaseException on purpose: the slice's own error handling must not see it,
-    exactly as it would not see the process being killed.
-    """
-
-
 class CleanupError(MapperError):
     """A cleanup cannot plan or apply as asked (bad models, spec, plan or dump scope)."""

@@ -101,7 +101,7 @@ def gcs_emulator() -> Iterator[str]:
     """An in-process Cloud Storage emulator (gcp-storage-emulator); yields its URL."""
     from gcp_storage_emulator.server import create_server
 
-    from mapper.testing.emulator import free_port
+    from mapper.testing.process import free_port
 
     port = free_port()
     server = create_server("127.0.0.1", port, in_memory=True)

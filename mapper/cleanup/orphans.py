@@ -21,6 +21,8 @@ from mapper.datastore.keys import key_bytes, key_repr
 from mapper.datastore.query import equal_filter, kind_query, results
 from mapper.datastore.rpc import MAX_LOOKUP_KEYS, Entity
 from mapper.engine.jobs import start_job
+from mapper.engine.loading import class_spec
+from mapper.engine.records import JobStatus
 from mapper.engine.spec import JobSpec
 from mapper.errors import CleanupError
 
@@ -206,20 +208,20 @@ def plan_orphans(rt: Runtime, spec: OrphanSpec, namespace: str = "", shards: int
     records go to the state namespace, for :func:`apply_orphans` to act on.
     """
     job = JobSpec(
-        mapper="mapper.cleanup.orphans:OrphanMapper",
+        mapper=class_spec(OrphanMapper),
         params=_params(rt, spec.validate()),
         shards=shards,
         batch_size=500,
         namespace=namespace,
     ).validate()
-    status = start_job(rt, job).wait()
-    if status["status"] != "succeeded":
-        raise CleanupError(f"orphan scan {status['id']} {status['status']}: {status['error']}")
-    target = {**job.params, "scan_job": status["id"]}
+    info = start_job(rt, job).wait()
+    if info.status != JobStatus.SUCCEEDED:
+        raise CleanupError(f"orphan scan {info.id} {info.status.value}: {info.error}")
+    target = {**job.params, "scan_job": info.id}
     plan = Plan(f"orphaned {spec.kind}", namespace, target=target, command="orphans")
-    plan.counts[spec.kind] = status["counters"].get("orphans", 0)
+    plan.counts[spec.kind] = info.counters.get("orphans", 0)
     if plan.counts[spec.kind]:
-        plan.samples[spec.kind] = _samples(rt, status["id"])
+        plan.samples[spec.kind] = _samples(rt, info.id)
     return plan
 
 
@@ -236,17 +238,17 @@ def apply_orphans(
     action = target.get("action", "delete") if action is None else action
     check_action(action, target["parents"], target["cascade"])
     job = JobSpec(
-        mapper="mapper.cleanup.orphans:OrphanApplyMapper",
+        mapper=class_spec(OrphanApplyMapper),
         params={**target, "action": action},
         shards=shards,
         batch_size=500,
         namespace=rt.settings.state_namespace,
     ).validate()
-    status = start_job(rt, job).wait()
-    if status["status"] != "succeeded":
-        raise CleanupError(f"orphan {action} {status['id']} {status['status']}: {status['error']}")
+    info = start_job(rt, job).wait()
+    if info.status != JobStatus.SUCCEEDED:
+        raise CleanupError(f"orphan {action} {info.id} {info.status.value}: {info.error}")
     reported = ("orphans", "removed", "nulled", "dependents", "no_longer_orphans")
-    return {name: status["counters"][name] for name in reported if name in status["counters"]}
+    return {name: info.counters[name] for name in reported if name in info.counters}
 
 
 def _samples(rt: Runtime, scan_job: str) -> list[str]:

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mapper.datastore.keys import key_repr
-from mapper.datastore.query import key_filter, kind_query, results
+from mapper.datastore.query import PARENT, key_filter, kind_query, results
 from mapper.datastore.rpc import PropertyFilter
 from mapper.errors import CleanupError
 
@@ -16,21 +16,17 @@ if TYPE_CHECKING:
 
 #: Sample keys a plan shows per label.
 SAMPLES = 5
-#: The cleanups, by the name the CLI and the admin API give them.
-COMMANDS = ("stale-kinds", "stale-properties", "orphans", "missing")
 GUARANTEE = "Nothing else will be deleted or changed."
-#: The pseudo property of a reverse reference by key path: ``--cascade Comment.__parent__``.
-PARENT = "__parent__"
-_PAGE = 500
 
 
 @dataclasses.dataclass
 class Plan:
     """What a cleanup would remove: counts per label, sample keys, and what apply needs.
 
-    ``command`` names the cleanup (one of COMMANDS); ``cleanup`` says what it
-    removes, for people. ``target`` is what :func:`mapper.cleanup.apply` acts
-    on (kinds, properties, keys, the orphan scan), JSON-ready.
+    ``command`` names the cleanup (a name in ``mapper.cleanup.table.CLEANUPS``);
+    ``cleanup`` says what it removes, for people. ``target`` is what
+    :func:`mapper.cleanup.table.apply` acts on (kinds, properties, keys, the
+    orphan scan), JSON-ready.
     """
 
     cleanup: str
@@ -67,8 +63,6 @@ class Plan:
             plan = cls(**{k: v for k, v in data.items() if k in fields})
         except TypeError as e:
             raise CleanupError(f"not a cleanup plan: {e}") from e
-        if plan.command not in COMMANDS:
-            raise CleanupError(f"plan command must be one of {COMMANDS}, got {plan.command!r}")
         if not isinstance(plan.target, dict) or not isinstance(plan.counts, dict):
             raise CleanupError(f"plan target and counts must be objects: {data!r}")
         return plan

@@ -1,4 +1,4 @@
-"""``python -m mapper cleanup ...``: plan first, delete only with --apply (and a yes)."""
+"""``mapper cleanup ...``: plan first, delete only with --apply (and a yes)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,8 @@ from typing import Any
 
 import click
 
-from mapper.cleanup.plan import Plan
-from mapper.engine.runtime import Runtime
-from mapper.settings import Settings
-
-
-def _modules(raw: str) -> list[str]:
-    return [m.strip() for m in raw.split(",") if m.strip()]
+from mapper.cleanup import table
+from mapper.cli.common import parse_param, runtime
 
 
 def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -28,35 +23,25 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _run(
-    make_plan: Callable[[Runtime], Plan],
-    do_apply: bool,
-    yes: bool,
-    as_json: bool,
-    question: str = "Delete all of the above?",
-) -> None:
+def _run(name: str, fields: dict[str, Any], do_apply: bool, yes: bool, as_json: bool) -> None:
     """Plan, print, and apply only when asked: exit 1 stale, 0 clean or applied."""
-    from mapper.cleanup.apply import apply
-
-    rt = Runtime(Settings.from_env())
-    try:
-        plan = make_plan(rt)
-        if as_json:
-            click.echo(json.dumps(plan.to_json(), indent=2, sort_keys=True))
-        else:
-            click.echo("\n".join(plan.render()))
-        if plan.empty:
-            sys.exit(0)
-        if not do_apply:
-            click.echo("Nothing was changed (plan only); run again with --apply.", err=as_json)
-            sys.exit(1)
-        if not yes:
-            if not sys.stdin.isatty():
-                raise click.UsageError("--apply needs --yes when not run on a terminal")
-            click.confirm(question, abort=True, err=as_json)
-        done = apply(rt, plan)
-    finally:
-        rt.close()
+    table.check(name, fields)
+    rt = runtime()
+    plan = table.plan(rt, name, fields)
+    if as_json:
+        click.echo(json.dumps(plan.to_json(), indent=2, sort_keys=True))
+    else:
+        click.echo("\n".join(plan.render()))
+    if plan.empty:
+        sys.exit(0)
+    if not do_apply:
+        click.echo("Nothing was changed (plan only); run again with --apply.", err=as_json)
+        sys.exit(1)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("--apply needs --yes when not run on a terminal")
+        click.confirm(table.question(name, fields), abort=True, err=as_json)
+    done = table.apply(rt, plan)
     click.echo("applied: " + ", ".join(f"{k}={v}" for k, v in sorted(done.items())), err=as_json)
     sys.exit(0)
 
@@ -71,9 +56,7 @@ def cleanup() -> None:
 @_common
 def stale_kinds(models: str, namespace: str, do_apply: bool, yes: bool, as_json: bool) -> None:
     """Kinds in the store that no model in --models defines (never mapper's own)."""
-    from mapper.cleanup.apply import plan_stale_kinds
-
-    _run(lambda rt: plan_stale_kinds(rt, _modules(models), namespace), do_apply, yes, as_json)
+    _run("stale-kinds", {"models": models, "namespace": namespace}, do_apply, yes, as_json)
 
 
 @cleanup.command("stale-properties")
@@ -81,15 +64,7 @@ def stale_kinds(models: str, namespace: str, do_apply: bool, yes: bool, as_json:
 @_common
 def stale_properties(models: str, namespace: str, do_apply: bool, yes: bool, as_json: bool) -> None:
     """Stored properties the models no longer define (Expando models excepted)."""
-    from mapper.cleanup.apply import plan_stale_properties
-
-    _run(
-        lambda rt: plan_stale_properties(rt, _modules(models), namespace),
-        do_apply,
-        yes,
-        as_json,
-        "Rewrite those entities without the listed properties?",
-    )
+    _run("stale-properties", {"models": models, "namespace": namespace}, do_apply, yes, as_json)
 
 
 @cleanup.command("orphans")
@@ -107,36 +82,9 @@ def stale_properties(models: str, namespace: str, do_apply: bool, yes: bool, as_
 )
 @click.option("--shards", default=4, show_default=True, type=int)
 @_common
-def orphans(
-    kind: str,
-    properties: tuple[str, ...],
-    parents: bool,
-    action: str,
-    cascade: tuple[str, ...],
-    shards: int,
-    namespace: str,
-    do_apply: bool,
-    yes: bool,
-    as_json: bool,
-) -> None:
+def orphans(do_apply: bool, yes: bool, as_json: bool, **fields: Any) -> None:
     """Entities whose parent or referenced key no longer exists."""
-    from mapper.cleanup.orphans import OrphanSpec, plan_orphans
-
-    pairs = []
-    for item in cascade:
-        target, dot, prop = item.partition(".")
-        if not dot or not target or not prop:
-            raise click.BadParameter(f"expected KIND.PROP, got {item!r}", param_hint="--cascade")
-        pairs.append([target, prop])
-    spec = OrphanSpec(kind, properties, parents, pairs, action).validate()
-    verb = {"null": "Set the dangling references above to null?"}
-    _run(
-        lambda rt: plan_orphans(rt, spec, namespace, shards),
-        do_apply,
-        yes,
-        as_json,
-        verb.get(action, "Delete all of the above?"),
-    )
+    _run("orphans", fields, do_apply, yes, as_json)
 
 
 @cleanup.command("missing")
@@ -151,27 +99,12 @@ def orphans(
 @_common
 def missing(
     dump_dir: str,
-    kind: str,
     filters: tuple[str, ...],
-    dump_namespace: str | None,
-    namespace: str,
     do_apply: bool,
     yes: bool,
     as_json: bool,
+    **fields: Any,
 ) -> None:
     """Entities in scope whose keys the (complete) dump in DUMP_DIR does not contain."""
-    from mapper.cleanup.apply import plan_missing
-    from mapper.cli.main import parse_param
-
-    scope = []
-    for raw in filters:
-        try:
-            scope.append(parse_param(raw))
-        except click.BadParameter as e:
-            raise click.BadParameter(e.message, param_hint="--filter") from e
-    _run(
-        lambda rt: plan_missing(rt, dump_dir, kind, namespace, scope, dump_namespace),
-        do_apply,
-        yes,
-        as_json,
-    )
+    scope = [parse_param(raw, hint="--filter") for raw in filters]
+    _run("missing", {**fields, "source": dump_dir, "filters": scope}, do_apply, yes, as_json)

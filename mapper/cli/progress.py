@@ -8,7 +8,11 @@ from typing import Any, TextIO
 
 
 class Progress:
-    """Renders job status dicts as a bar (tty) or a line every few seconds."""
+    """Renders a job's, export's or import's status as a bar (tty) or a line every few seconds.
+
+    Pass it as ``wait(progress=Progress(total))``: it reads ``status``,
+    ``counters``, ``shards`` and ``shards_done`` of each status it is given.
+    """
 
     def __init__(self, total: int | None, stream: TextIO | None = None, every: float = 2.0):
         self.total = total
@@ -18,9 +22,9 @@ class Progress:
         self.started = time.monotonic()
         self._last_print = 0.0
 
-    def __call__(self, status: dict[str, Any]) -> None:
+    def __call__(self, status: Any) -> None:
         now = time.monotonic()
-        final = status["status"] in ("succeeded", "failed", "aborted")
+        final = status.status.is_final
         if not self.tty and not final and now - self._last_print < self.every:
             return
         self._last_print = now
@@ -31,14 +35,14 @@ class Progress:
             self.stream.write(line + "\n")
         self.stream.flush()
 
-    def render(self, status: dict[str, Any], elapsed: float) -> str:
-        done = status["counters"].get("processed", 0)
+    def render(self, status: Any, elapsed: float) -> str:
+        done = status.counters.get("processed", 0)
         rate = done / elapsed if elapsed > 0 else 0.0
-        shards = f"shards {status['shards_done']}/{len(status['shards'])} done"
+        shards = f"shards {status.shards_done}/{len(status.shards)} done"
         if self.total:
             frac = min(1.0, done / self.total)
             bar = "#" * int(frac * 30) + "-" * (30 - int(frac * 30))
             count = f"[{bar}] {done}/{self.total} ({frac:.0%})"
         else:
             count = f"{done} processed"
-        return f"{count}  {rate:,.0f}/s  {shards}  {status['status']}"
+        return f"{count}  {rate:,.0f}/s  {shards}  {status.status.value}"

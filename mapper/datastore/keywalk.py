@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 #: Where the partition of a key lives: (project, database, namespace).
@@ -21,27 +21,46 @@ def set_partition(key: Any, partition: Partition) -> None:
     key.partition_id.namespace_id = namespace
 
 
+def values(entity: Any) -> Iterator[Any]:
+    """Every Value in ``entity``'s properties, at any depth: list items and the values
+    of embedded entities too. The one walker every key search below is built on."""
+    for value in entity.properties.values():
+        yield from _walk(value)
+
+
+def _walk(value: Any) -> Iterator[Any]:
+    yield value
+    which = value.WhichOneof("value_type")
+    if which == "array_value":
+        for item in value.array_value.values:
+            yield from _walk(item)
+    elif which == "entity_value":
+        yield from values(value.entity_value)
+
+
+def reference_values(entity: Any) -> Iterator[Any]:
+    """Every Value holding a key reference (``key_value``), at any depth."""
+    return (v for v in values(entity) if v.WhichOneof("value_type") == "key_value")
+
+
+def embedded_keys(entity: Any) -> Iterator[Any]:
+    """The keys of embedded entities (at any depth) that have one."""
+    for value in values(entity):
+        if value.WhichOneof("value_type") == "entity_value" and value.entity_value.HasField("key"):
+            yield value.entity_value.key
+
+
 def value_keys(entity: Any) -> Iterator[Any]:
     """Every key *value* in ``entity``'s properties, at any depth (not its own key).
 
     Keys of embedded entities are included: they are references too.
     """
-    for value in entity.properties.values():
-        yield from _keys_in_value(value)
-
-
-def _keys_in_value(value: Any) -> Iterator[Any]:
-    which = value.WhichOneof("value_type")
-    if which == "key_value":
-        yield value.key_value
-    elif which == "array_value":
-        for item in value.array_value.values:
-            yield from _keys_in_value(item)
-    elif which == "entity_value":
-        embedded = value.entity_value
-        if embedded.HasField("key"):
-            yield embedded.key
-        yield from value_keys(embedded)
+    for value in values(entity):
+        which = value.WhichOneof("value_type")
+        if which == "key_value":
+            yield value.key_value
+        elif which == "entity_value" and value.entity_value.HasField("key"):
+            yield value.entity_value.key
 
 
 def move_partitions(entity: Any, moves: dict[Partition, Partition]) -> None:
@@ -53,10 +72,3 @@ def move_partitions(entity: Any, moves: dict[Partition, Partition]) -> None:
         target = moves.get(partition_of(key))
         if target is not None:
             set_partition(key, target)
-
-
-def map_keys(entity: Any, fn: Callable[[Any], None]) -> None:
-    """Call ``fn`` on the entity's key and every key value (each may be changed in place)."""
-    fn(entity.key)
-    for key in value_keys(entity):
-        fn(key)

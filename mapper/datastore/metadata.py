@@ -32,15 +32,6 @@ def list_kinds(store: Store, namespace: str) -> list[str]:
     return sorted(kind for kind in kinds if not is_reserved_kind(kind))
 
 
-def list_properties(store: Store, namespace: str, kind: str) -> list[str]:
-    """The indexed property names stored on ``kind`` in ``namespace``."""
-    names = set()
-    for key in _keys(store, "__property__", namespace):
-        if len(key.path) == 2 and key.path[0].name == kind:
-            names.add(key.path[1].name)
-    return sorted(names)
-
-
 def _keys(store: Store, kind: str, namespace: str) -> Iterator[Any]:
     try:
         yield from (e.key for e in results(store, kind_query(kind, keys_only=True), namespace))

@@ -12,6 +12,6 @@ def make_dispatcher(settings: Settings) -> Dispatcher:
     if settings.queue is None:
         return LocalDispatcher(settings.local_workers)
     # Imported here so the local path never loads google-cloud-tasks.
-    from mapper.dispatch.cloudtasks import CloudTasksDispatcher
+    from mapper.dispatch.cloudtasks import CloudTasksDispatcher  # noqa: PLC0415
 
     return CloudTasksDispatcher(settings)

@@ -9,6 +9,8 @@ import shutil
 from collections.abc import Iterator
 from typing import IO, Any, TypeAlias
 
+from google.api_core.exceptions import NotFound
+
 from mapper.errors import ConfigurationError, DumpFormatError
 
 GCS_CHUNK = 8 * 1024 * 1024
@@ -95,7 +97,8 @@ class GcsDumpStore(DumpStore):
     """A dump under ``gs://bucket/prefix``; an object appears only once fully uploaded."""
 
     def __init__(self, bucket: str, prefix: str = "", client: Any = None):
-        from google.cloud import storage  # type: ignore[attr-defined]  # optional dependency
+        # google-cloud-storage is needed only for gs:// dumps: loaded when one is opened.
+        from google.cloud import storage  # type: ignore[attr-defined]  # noqa: PLC0415
 
         self.client = client if client is not None else storage.Client()
         self.bucket = self.client.bucket(bucket)
@@ -109,8 +112,6 @@ class GcsDumpStore(DumpStore):
         return f"gs://{self.bucket.name}/{name}".rstrip("/")
 
     def open_read(self, relpath: str) -> IO[bytes]:
-        from google.api_core.exceptions import NotFound
-
         blob = self.bucket.blob(self._name(relpath))
         try:
             blob.reload()  # a missing object fails here, not at the first read

@@ -37,7 +37,7 @@ def check_class(cls: Any, name: str) -> None:
         raise InvalidJobError(f"{name!r} is not a subclass of mapper.Mapper")
     if getattr(cls, "RAW", False):
         return
-    kind = cls.KIND
+    kind = getattr(cls, "KIND", None)
     if isinstance(kind, str):
         if not kind or kind.startswith("__"):
             raise InvalidJobError(f"{cls.__name__}.KIND {kind!r} is not a user kind")
@@ -61,11 +61,12 @@ class Adapter:
 
     def kind_name(self) -> str:
         """The kind this mapper walks (an instance may set KIND from its params)."""
-        kind = self.mapper.KIND
+        kind: Any = self.mapper.KIND
         if isinstance(kind, str) and kind:
             return kind
         if isinstance(kind, type) and issubclass(kind, ndb.Model):
-            return kind._get_kind()
+            model: Any = kind
+            return str(model._get_kind())
         raise InvalidJobError(f"{type(self.mapper).__name__}.KIND is not set")
 
     def filter_pbs(self) -> list[Any]:

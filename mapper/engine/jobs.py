@@ -23,7 +23,7 @@ from mapper.engine.records import (
 )
 from mapper.engine.spec import JobSpec
 from mapper.engine.splitting import split_ranges
-from mapper.engine.status import StatusHandle, job_status
+from mapper.engine.status import JobInfo, StatusHandle, job_status
 from mapper.errors import JobStateError, NotFoundError, RetrySlice
 
 if TYPE_CHECKING:
@@ -162,17 +162,17 @@ def finalize(rt: Runtime, task: FinalizeTask) -> None:
 # -- control ---------------------------------------------------------------------
 
 
-def abort_job(rt: Runtime, job_id: str) -> dict[str, Any]:
+def abort_job(rt: Runtime, job_id: str) -> JobInfo:
     return _set_status(
         rt, job_id, JobStatus.ABORTED, {JobStatus.STARTING, JobStatus.RUNNING, JobStatus.PAUSED}
     )
 
 
-def pause_job(rt: Runtime, job_id: str) -> dict[str, Any]:
+def pause_job(rt: Runtime, job_id: str) -> JobInfo:
     return _set_status(rt, job_id, JobStatus.PAUSED, {JobStatus.RUNNING})
 
 
-def resume_job(rt: Runtime, job_id: str) -> dict[str, Any]:
+def resume_job(rt: Runtime, job_id: str) -> JobInfo:
     """Let a paused job go on: every unfinished shard gets a task of a new generation."""
     ns = rt.settings.state_namespace
     check_job_id(job_id)
@@ -210,7 +210,7 @@ def _set_status(
     status: JobStatus,
     allowed_from: set[JobStatus],
     bump_generation: bool = False,
-) -> dict[str, Any]:
+) -> JobInfo:
     check_job_id(job_id)
 
     def fn(t: txns.Txn) -> None:
@@ -232,14 +232,14 @@ def _set_status(
 class Job(StatusHandle):
     """A handle on a job: status, wait, abort, pause, resume."""
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> JobInfo:
         return job_status(self.rt, self.id)
 
-    def abort(self) -> dict[str, Any]:
+    def abort(self) -> JobInfo:
         return abort_job(self.rt, self.id)
 
-    def pause(self) -> dict[str, Any]:
+    def pause(self) -> JobInfo:
         return pause_job(self.rt, self.id)
 
-    def resume(self) -> dict[str, Any]:
+    def resume(self) -> JobInfo:
         return resume_job(self.rt, self.id)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from google.cloud import ndb
 
 from mapper.datastore.rpc import Store
 from mapper.dispatch.base import Dispatcher
-from mapper.dispatch.messages import FinalizeTask, SliceTask, Task
+from mapper.dispatch.messages import Task
 from mapper.dispatch.select import make_dispatcher
+from mapper.engine.routing import route
 from mapper.settings import Settings
-from mapper.testing.faults import FaultHook
+
+#: A test kit's hook (``mapper.testing.faults.FaultPlan``): called with a point's
+#: name and details (job_id, shard, slice, batch, ...) at every named point.
+FaultHook = Callable[[str, dict[str, Any]], None]
 
 
 class Runtime:
@@ -54,14 +58,7 @@ class Runtime:
 
     def handle(self, task: Task) -> None:
         """Run one task (what the task endpoints and the local dispatcher call)."""
-        from mapper.engine.jobs import finalize
-        from mapper.engine.slices import run_slice
-
-        with self.context():
-            if isinstance(task, SliceTask):
-                run_slice(self, task)
-            elif isinstance(task, FinalizeTask):
-                finalize(self, task)
+        route(self, task)
 
     def fault(self, point: str, **info: Any) -> None:
         if self.faults is not None:

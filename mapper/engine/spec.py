@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from mapper.dispatch.messages import check_int, check_job_id
+from mapper.engine.loading import class_spec
 from mapper.errors import InvalidJobError
 
 _SPEC_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -63,3 +64,24 @@ class JobSpec:
         if "mapper" not in data:
             raise InvalidJobError("a job spec needs 'mapper': 'module:Class'")
         return cls(**data).validate()
+
+
+def spec_for(
+    mapper: Any,
+    *,
+    shards: int = JobSpec.shards,
+    batch_size: int = JobSpec.batch_size,
+    namespace: str = "",
+    exactly_once: bool = False,
+    job_id: str | None = None,
+) -> JobSpec:
+    """The validated JobSpec that runs ``mapper`` (an instance: its class and params)."""
+    return JobSpec(
+        mapper=class_spec(type(mapper)),
+        params=mapper.params,
+        shards=shards,
+        batch_size=batch_size,
+        namespace=namespace,
+        exactly_once=exactly_once,
+        id=job_id,
+    ).validate()

@@ -1,10 +1,11 @@
-"""Reading jobs: their status as data, listing, and waiting until final."""
+"""Reading jobs: typed status (JobInfo, ShardInfo), listing, roll-ups and waiting until final."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from mapper.datastore import txn as txns
@@ -24,11 +25,61 @@ from mapper.errors import NotFoundError
 if TYPE_CHECKING:
     from mapper.engine.runtime import Runtime
 
+# -- the types ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardInfo:
+    """One shard as it stands: range progress, counters, its last error."""
+
+    index: int
+    status: ShardStatus
+    slice: int
+    checkpoint: str | None
+    counters: dict[str, int]
+    batches: int
+    attempts: int
+    last_error: str | None
+    failed_key: str | None
+    updated: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "status": self.status.value}
+
+
+@dataclasses.dataclass(frozen=True)
+class JobInfo:
+    """A job as it stands: status, counters summed over shards, the shards, the error."""
+
+    id: str
+    mapper: str
+    status: JobStatus
+    params: dict[str, Any]
+    namespace: str
+    batch_size: int
+    exactly_once: bool
+    split: str
+    counters: dict[str, int]
+    shards: tuple[ShardInfo, ...]
+    shards_done: int
+    error: str | None
+    failed_key: str | None
+    failed_shard: int | None
+    created: str | None
+    updated: str | None
+    finished: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data, as the HTTP API and ``--json`` print it."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**data, "status": self.status.value, "shards": [s.to_json() for s in self.shards]}
+
+
 # -- reading -----------------------------------------------------------------------
 
 
-def job_status(rt: Runtime, job_id: str) -> dict[str, Any]:
-    """The job as JSON-ready data: status, counters, shards, errors."""
+def job_status(rt: Runtime, job_id: str) -> JobInfo:
+    """The job as it stands: status, counters, shards, errors."""
     ns = rt.settings.state_namespace
     check_job_id(job_id)
     with rt.context():
@@ -53,51 +104,78 @@ def list_job_ids(rt: Runtime, limit: int = 50) -> list[str]:
     return [str(k.id()) for k in keys]
 
 
-def list_jobs(rt: Runtime, limit: int = 50) -> list[dict[str, Any]]:
+def list_jobs(rt: Runtime, limit: int = 50) -> list[JobInfo]:
     return [job_status(rt, job_id) for job_id in list_job_ids(rt, limit)]
 
 
-def _describe(job: _MapperJob, shards: list[_MapperShard | None]) -> dict[str, Any]:
+def _describe(job: _MapperJob, shards: list[_MapperShard | None]) -> JobInfo:
     present = [s for s in shards if s is not None]
-    return {
-        "id": job.job_id,
-        "mapper": job.mapper,
-        "status": job.status,
-        "params": job.params or {},
-        "namespace": job.namespace or "",
-        "batch_size": job.batch_size,
-        "exactly_once": bool(job.exactly_once),
-        "split": job.split or "",
-        "counters": sum_totals(present),
-        "shards": [_describe_shard(s) for s in present],
-        "shards_done": sum(1 for s in present if s.shard_status == ShardStatus.DONE),
-        "error": job.error,
-        "failed_key": job.failed_key,
-        "failed_shard": job.failed_shard,
-        "created": _iso(job.created),
-        "updated": _iso(job.updated),
-        "finished": _iso(job.finished),
-    }
+    return JobInfo(
+        id=job.job_id,
+        mapper=job.mapper,
+        status=job.job_status,
+        params=job.params or {},
+        namespace=job.namespace or "",
+        batch_size=job.batch_size,
+        exactly_once=bool(job.exactly_once),
+        split=job.split or "",
+        counters=sum_totals(present),
+        shards=tuple(_describe_shard(s) for s in present),
+        shards_done=sum(1 for s in present if s.shard_status == ShardStatus.DONE),
+        error=job.error,
+        failed_key=job.failed_key,
+        failed_shard=job.failed_shard,
+        created=_iso(job.created),
+        updated=_iso(job.updated),
+        finished=_iso(job.finished),
+    )
 
 
-def _describe_shard(shard: _MapperShard) -> dict[str, Any]:
+def _describe_shard(shard: _MapperShard) -> ShardInfo:
     checkpoint = key_from_bytes(shard.checkpoint)
-    return {
-        "index": shard.index,
-        "status": shard.status,
-        "slice": shard.slice,
-        "checkpoint": key_repr(checkpoint) if checkpoint is not None else None,
-        "counters": shard.totals(),
-        "batches": shard.batches or 0,
-        "attempts": shard.attempts or 0,
-        "last_error": shard.last_error,
-        "failed_key": shard.failed_key,
-        "updated": _iso(shard.updated),
-    }
+    return ShardInfo(
+        index=shard.index,
+        status=shard.shard_status,
+        slice=shard.slice,
+        checkpoint=key_repr(checkpoint) if checkpoint is not None else None,
+        counters=shard.totals(),
+        batches=shard.batches or 0,
+        attempts=shard.attempts or 0,
+        last_error=shard.last_error,
+        failed_key=shard.failed_key,
+        updated=_iso(shard.updated),
+    )
 
 
 def _iso(value: datetime.datetime | None) -> str | None:
     return None if value is None else value.replace(tzinfo=datetime.UTC).isoformat()
+
+
+# -- work made of several jobs (exports, imports) -------------------------------------
+
+
+def roll_up(statuses: Iterable[JobStatus | None], done: bool) -> JobStatus:
+    """One status for work made of jobs: FAILED or ABORTED if any is; SUCCEEDED when ``done``.
+
+    ``None`` stands for a job not started yet.
+    """
+    seen = set(statuses)
+    if JobStatus.FAILED in seen:
+        return JobStatus.FAILED
+    if JobStatus.ABORTED in seen:
+        return JobStatus.ABORTED
+    return JobStatus.SUCCEEDED if done else JobStatus.RUNNING
+
+
+def sum_counters(counters: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for each in counters:
+        for name, value in each.items():
+            total[name] = total.get(name, 0) + value
+    return total
+
+
+# -- waiting -----------------------------------------------------------------------
 
 
 class StatusHandle:
@@ -109,15 +187,15 @@ class StatusHandle:
         self.rt = rt
         self.id = handle_id
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> Any:
         raise NotImplementedError
 
     def wait(
         self,
         timeout: float | None = None,
         poll: float = 0.25,
-        progress: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
+        progress: Callable[[Any], None] | None = None,
+    ) -> Any:
         """Block until the status is final; returns the last status."""
         return wait_until_final(self.status, f"{self.what} {self.id}", timeout, poll, progress)
 
@@ -126,20 +204,20 @@ class StatusHandle:
 
 
 def wait_until_final(
-    fetch: Callable[[], dict[str, Any]],
+    fetch: Callable[[], Any],
     what: str,
     timeout: float | None = None,
     poll: float = 0.25,
-    progress: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
+    progress: Callable[[Any], None] | None = None,
+) -> Any:
     """Poll ``fetch()`` until its ``status`` is final; returns the last status."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        status = fetch()
+        info = fetch()
         if progress is not None:
-            progress(status)
-        if JobStatus(status["status"]).is_final:
-            return status
+            progress(info)
+        if info.status.is_final:
+            return info
         if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"{what} still {status['status']} after {timeout}s")
+            raise TimeoutError(f"{what} still {info.status.value} after {timeout}s")
         time.sleep(poll)

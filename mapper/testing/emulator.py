@@ -9,18 +9,21 @@ import http.client
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 
 from mapper.errors import ConfigurationError
+from mapper.testing.process import (
+    ManagedProcess,
+    free_port,
+    log_tail,
+    port_is_free,
+    spawn,
+)
 
 #: Per kind: the gcloud arguments, the SDK component directory, the Debian package.
 _KINDS: dict[str, tuple[list[str], str, str]] = {
@@ -37,27 +40,18 @@ _KINDS: dict[str, tuple[list[str], str, str]] = {
 }
 
 
-@dataclasses.dataclass
-class Emulator:
+@dataclasses.dataclass(kw_only=True)
+class Emulator(ManagedProcess):
     """A running emulator process; stop it (or use it as a context manager) when done."""
 
     kind: str
     host: str
     project: str
-    process: subprocess.Popen[bytes] = dataclasses.field(repr=False)
     workdir: Path = dataclasses.field(repr=False)
 
     @property
     def url(self) -> str:
         return f"http://{self.host}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "emulator.log"
-
-    @property
-    def running(self) -> bool:
-        return self.process.poll() is None
 
     @property
     def env(self) -> dict[str, str]:
@@ -89,21 +83,11 @@ class Emulator:
 
     def stop(self, timeout: float = 10) -> None:
         """Stop gcloud and its Java child, leaving no process of the group behind."""
-        terminate_group(self.process.pid, timeout)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(5)
+        super().stop(timeout)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> Emulator:
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def start_emulator(
@@ -127,7 +111,7 @@ def start_emulator(
     args = _command(kind, project)
     if port is None:
         port = free_port()
-    elif not _port_is_free(port):
+    elif not port_is_free(port):
         raise ConfigurationError(f"port {port!r} is already in use; pick another or omit it")
     host = f"127.0.0.1:{port}"
     workdir = Path(tempfile.mkdtemp(prefix=f"mapper-{kind}-emulator-"))
@@ -135,16 +119,23 @@ def start_emulator(
     if kind == "datastore":
         # Not the shared default in ~/.config: emulators running side by side must not collide.
         args.append(f"--data-dir={workdir / 'data'}")
-    emulator = Emulator(kind, host, project, _spawn(args, workdir / "emulator.log"), workdir)
+    log_path = workdir / "emulator.log"
+    env = dict(os.environ, CLOUDSDK_CORE_DISABLE_PROMPTS="1")
+    emulator = Emulator(
+        process=spawn(args, log_path, env),
+        log_path=log_path,
+        kind=kind,
+        host=host,
+        project=project,
+        workdir=workdir,
+    )
     try:
-        _wait_until_up(emulator, timeout)
+        emulator.wait_until(lambda: _answers(emulator.url), timeout, f"the {kind} emulator")
     except ConfigurationError as e:
-        tail = log_tail(emulator.log_path)
         emulator.stop()
         raise ConfigurationError(
-            f"{kind} emulator failed to start on {host} ({e}). Is it installed "
-            f"(apt-get install {_KINDS[kind][2]}) and is Java on PATH? "
-            f"Last lines of its log:\n{tail}"
+            f"{kind} emulator failed to start on {host}. Is it installed "
+            f"(apt-get install {_KINDS[kind][2]}) and is Java on PATH? {e}"
         ) from e
     except BaseException:
         emulator.stop()
@@ -172,33 +163,14 @@ def _command(kind: str, project: str) -> list[str]:
     return [gcloud, *gcloud_args, f"--project={project}"]
 
 
-def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, CLOUDSDK_CORE_DISABLE_PROMPTS="1")
-    with open(log_path, "wb") as log:
-        # A session of its own: stop() can then kill gcloud and the JVM as one group.
-        return subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-
-
-def _wait_until_up(emulator: Emulator, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not emulator.running:
-            raise ConfigurationError(f"exited with status {emulator.process.returncode!r}")
-        with (
-            contextlib.suppress(OSError, http.client.HTTPException),
-            urllib.request.urlopen(emulator.url + "/", timeout=2) as response,
-        ):
-            if response.read().strip() == b"Ok":
-                return
-        time.sleep(0.1)
-    raise ConfigurationError(f"no answer within {timeout!r} s")
+def _answers(url: str) -> bool:
+    """True once the emulator answers ``GET /`` with ``Ok``."""
+    with (
+        contextlib.suppress(OSError, http.client.HTTPException),
+        urllib.request.urlopen(url + "/", timeout=2) as response,
+    ):
+        return bool(response.read().strip() == b"Ok")
+    return False
 
 
 def _post(url: str, timeout: float) -> bytes:
@@ -206,57 +178,6 @@ def _post(url: str, timeout: float) -> bytes:
     with urllib.request.urlopen(request, timeout=timeout) as response:
         body: bytes = response.read()
         return body
-
-
-def terminate_group(pgid: int, timeout: float) -> None:
-    """SIGTERM the group leaves first (the JVM), then SIGKILL whatever is left.
-
-    Leaves first, so every parent is alive to reap its child: killing the whole
-    group at once orphans the JVM, which then lingers as a zombie under init.
-    """
-    deadline = time.monotonic() + timeout
-    while (members := _group_members(pgid)) and time.monotonic() < deadline:
-        for pid in members.keys() - set(members.values()):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def _group_members(pgid: int) -> dict[int, int]:
-    """Live processes of the group, pid -> parent pid (Linux /proc; empty elsewhere)."""
-    members = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            state, ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
-            if int(pgrp) == pgid and state not in ("Z", "X"):
-                members[int(stat.parent.name)] = int(ppid)
-    return members
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def log_tail(path: Path, lines: int = 20) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
 
 def _serve(kind: str, project: str, port: int | None) -> int:

@@ -11,10 +11,16 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from mapper.errors import SimulatedCrash
 
-#: Called with the point's name and details (job_id, shard, slice, batch, ...).
-FaultHook = Callable[[str, dict[str, Any]], None]
+class SimulatedCrash(BaseException):
+    """Raised by a fault hook to stand for a process dying at a named point.
+
+    A BaseException on purpose: the slice's own error handling must not see it,
+    exactly as it would not see the process being killed. The local dispatcher
+    redelivers the task, as a queue would after a crash.
+    """
+
+    process_died = True
 
 
 class FaultPlan:

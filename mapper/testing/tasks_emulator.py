@@ -40,19 +40,15 @@ checked by tests/integration/test_cloudtasks_emulator.py):
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fcntl
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
-from types import TracebackType
 
 from mapper.errors import ConfigurationError
-from mapper.testing.emulator import free_port, log_tail, terminate_group
+from mapper.testing.process import ManagedProcess, free_port, listening, spawn
 
 #: Pinned: the delivery notes above were read from this version.
 EMULATOR_REQUIREMENT = "gcloud-tasks-emulator==0.6.2"
@@ -62,33 +58,16 @@ DEFAULT_VENV = PROJECT_ROOT / ".venv-tasks"
 LOG_DIR = PROJECT_ROOT / ".emulators"
 
 
-@dataclasses.dataclass
-class TasksEmulator:
+@dataclasses.dataclass(kw_only=True)
+class TasksEmulator(ManagedProcess):
     """A running emulator process; ``stop()`` ends its whole process group."""
 
     host: str
     queue: str
     target_port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self.process.poll() is not None:
-            return
-        terminate_group(self.process.pid, timeout)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout)
 
     def __enter__(self) -> TasksEmulator:
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def start_tasks_emulator(
@@ -124,13 +103,17 @@ def start_tasks_emulator(
         command.append(f"--max-retries={max_retries}")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PYTHONWARNINGS"] = "ignore::FutureWarning"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    emulator = TasksEmulator(f"localhost:{port}", queue, target_port, process, log_path)
+    emulator = TasksEmulator(
+        process=spawn(command, log_path, env),
+        log_path=log_path,
+        host=f"localhost:{port}",
+        queue=queue,
+        target_port=target_port,
+    )
     try:
-        _wait_listening(emulator, port, timeout)
+        emulator.wait_until(
+            lambda: listening("localhost", port), timeout, "the Cloud Tasks emulator"
+        )
     except BaseException:
         emulator.stop()
         raise
@@ -159,20 +142,3 @@ def _run(command: list[str]) -> None:
             f"installing the Cloud Tasks emulator failed: {' '.join(command)!r} exited "
             f"{result.returncode}: {(result.stderr or result.stdout)[-2000:]}"
         )
-
-
-def _wait_listening(emulator: TasksEmulator, port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if emulator.process.poll() is not None:
-            raise ConfigurationError(
-                f"the Cloud Tasks emulator exited with {emulator.process.returncode}: "
-                f"{log_tail(emulator.log_path)}"
-            )
-        with contextlib.suppress(OSError), socket.create_connection(("localhost", port), 0.5):
-            return
-        time.sleep(0.1)
-    raise ConfigurationError(
-        f"the Cloud Tasks emulator did not listen on port {port} within {timeout} s: "
-        f"{log_tail(emulator.log_path)}"
-    )

@@ -26,9 +26,10 @@ from mapper.dump.files import open_dump_store
 from mapper.dump.manifest import MANIFEST, Manifest, write_manifest
 from mapper.dump.parts import PartInfo, part_relpath, write_part
 from mapper.engine.jobs import Job, start_job
+from mapper.engine.loading import class_spec
 from mapper.engine.records import INTERNAL_KINDS, JobStatus, utcnow
 from mapper.engine.spec import MAX_BATCH_SIZE, JobSpec
-from mapper.engine.status import StatusHandle, job_status
+from mapper.engine.status import ShardInfo, StatusHandle, job_status, roll_up, sum_counters
 from mapper.errors import ConfigurationError, InvalidJobError, NotFoundError
 
 if TYPE_CHECKING:
@@ -169,7 +170,7 @@ class ExportSpec:
     #: None: the default namespace only; ["*"]: every namespace the store lists.
     namespaces: Sequence[str] | None = None
     filters: Sequence[tuple[str, Any]] = ()
-    shards: int = 1
+    shards: int = 4
     batch_size: int = 500
     id: str | None = None
 
@@ -228,7 +229,7 @@ def start_export(rt: Runtime, spec: ExportSpec) -> Export:
                 "filters": [list(f) for f in spec.filters],
             }
             job_spec = JobSpec(
-                mapper="mapper.transfer.export:ExportMapper",
+                mapper=class_spec(ExportMapper),
                 params=params,
                 shards=spec.shards,
                 batch_size=spec.batch_size,
@@ -272,53 +273,65 @@ class Export(StatusHandle):
 
     what = "export"
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> ExportInfo:
         return export_status(self.rt, self.id)
 
     def jobs(self) -> list[Job]:
-        return [Job(self.rt, job_id) for job_id in self.status()["jobs"]]
+        return [Job(self.rt, job_id) for job_id in self.status().jobs]
 
 
-def export_status(rt: Runtime, export_id: str) -> dict[str, Any]:
-    """The export as JSON-ready data: combined status and counters, per-kind results."""
+@dataclasses.dataclass(frozen=True)
+class ExportInfo:
+    """An export as it stands: one status over its jobs (one per namespace and kind)."""
+
+    id: str
+    status: JobStatus
+    out: str
+    counters: dict[str, int]
+    jobs: tuple[str, ...]
+    kinds: tuple[dict[str, Any], ...]
+    shards: tuple[ShardInfo, ...]
+    shards_done: int
+    manifest: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+            "status": self.status.value,
+            "jobs": list(self.jobs),
+            "kinds": list(self.kinds),
+            "shards": [s.to_json() for s in self.shards],
+        }
+
+
+def export_status(rt: Runtime, export_id: str) -> ExportInfo:
+    """The export as it stands: combined status and counters, per-kind results."""
     with rt.context():
         export = txns.get(rt.store, export_key(export_id, rt.settings.state_namespace))[0]
         if export is None:
             raise NotFoundError(f"no export {export_id!r}")
         jobs = [job_status(rt, f"{export_id}-{i}") for i in range(len(export.pairs))]
-    statuses = {JobStatus(j["status"]) for j in jobs}
-    if JobStatus.FAILED in statuses:
-        status = JobStatus.FAILED
-    elif JobStatus.ABORTED in statuses:
-        status = JobStatus.ABORTED
-    elif export.manifest_written and statuses <= {JobStatus.SUCCEEDED}:
-        status = JobStatus.SUCCEEDED
-    else:
-        status = JobStatus.RUNNING
-    counters: dict[str, int] = {}
-    for job in jobs:
-        for name, value in job["counters"].items():
-            counters[name] = counters.get(name, 0) + value
-    return {
-        "id": export_id,
-        "status": status.value,
-        "out": export.out,
-        "counters": counters,
-        "jobs": [j["id"] for j in jobs],
-        "kinds": [
-            {
-                "namespace": ns,
-                "kind": kind,
-                "entities": j["counters"].get("processed", 0),
-                "bytes": j["counters"].get("bytes", 0),
-                "status": j["status"],
-                "error": j["error"],
-            }
-            for (ns, kind), j in zip(export.pairs, jobs, strict=True)
-        ],  # fmt: skip
-        "shards": [s for j in jobs for s in j["shards"]],
-        "shards_done": sum(j["shards_done"] for j in jobs),
-        "manifest": open_dump_store(export.out).location(MANIFEST)
-        if export.manifest_written
-        else None,
-    }
+    done = bool(export.manifest_written) and all(j.status == JobStatus.SUCCEEDED for j in jobs)
+    kinds = [
+        {
+            "namespace": ns,
+            "kind": kind,
+            "entities": j.counters.get("processed", 0),
+            "bytes": j.counters.get("bytes", 0),
+            "status": j.status.value,
+            "error": j.error,
+        }
+        for (ns, kind), j in zip(export.pairs, jobs, strict=True)
+    ]
+    manifest = open_dump_store(export.out).location(MANIFEST) if export.manifest_written else None
+    return ExportInfo(
+        id=export_id,
+        status=roll_up((j.status for j in jobs), done),
+        out=export.out,
+        counters=sum_counters(j.counters for j in jobs),
+        jobs=tuple(j.id for j in jobs),
+        kinds=tuple(kinds),
+        shards=tuple(s for j in jobs for s in j.shards),
+        shards_done=sum(j.shards_done for j in jobs),
+        manifest=manifest,
+    )

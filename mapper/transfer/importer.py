@@ -20,16 +20,17 @@ from google.cloud import ndb
 
 from mapper.datastore import txn as txns
 from mapper.datastore.keys import key_repr
-from mapper.datastore.keywalk import Partition, partition_of
+from mapper.datastore.keywalk import Partition, embedded_keys, partition_of, reference_values
 from mapper.dispatch.messages import check_job_id
 from mapper.dump.files import open_dump_store
 from mapper.dump.manifest import Manifest, read_manifest, validate_dump
 from mapper.engine.jobs import start_job
 from mapper.engine.records import JobStatus
-from mapper.engine.spec import JobSpec
-from mapper.engine.status import StatusHandle, job_status
+from mapper.engine.status import JobInfo, ShardInfo, StatusHandle, job_status, roll_up, sum_counters
 from mapper.errors import ConfigurationError, DumpFormatError, NotFoundError
 from mapper.transfer.options import RemapOptions
+from mapper.transfer.remap_plan import plan_remap
+from mapper.transfer.stages import part_key_name, stage_job_spec
 
 if TYPE_CHECKING:
     from mapper.engine.runtime import Runtime
@@ -61,7 +62,7 @@ class ImportSpec:
     #: Allow a dump of another project (its keys move to this project).
     move_project: bool = False
     dry_run: bool = False
-    shards: int = 1
+    shards: int = 4
     batch_size: int = 2
     id: str | None = None
     #: Remap mode only: natural keys, names, dangling and conflict policies, schema drift.
@@ -159,8 +160,6 @@ def start_import(rt: Runtime, spec: ImportSpec) -> tuple[dict[str, Any], ImportR
     plan = plan_import(rt, spec)
     if spec.dry_run:
         if spec.mode == "remap":
-            from mapper.transfer.remap_plan import plan_remap
-
             params = plan_params(rt, spec, "dry-run", plan, read_manifest(spec.source))
             plan["remap"] = plan_remap(rt, spec, params)
         return plan, None
@@ -200,69 +199,64 @@ def plan_params(
     }
 
 
-def stage_job_spec(params: dict[str, Any], index: int) -> JobSpec:
-    name, _, depth = params["stages"][index].partition(":")
-    return JobSpec(
-        mapper=f"mapper.transfer.stages:{_STAGE_CLASSES[name]}",
-        params={**params, "stage": index, "depth": int(depth or 0)},
-        shards=params["shards"],
-        batch_size=params["batch_size"],
-        namespace=params["state_namespace"],
-        id=f"{params['import']}-{index}",
-    )
+@dataclasses.dataclass(frozen=True)
+class ImportInfo:
+    """An import as it stands: one status over its stage jobs, each stage's counters."""
+
+    id: str
+    status: JobStatus
+    mode: str
+    counters: dict[str, int]
+    stages: tuple[dict[str, Any], ...]
+    shards: tuple[ShardInfo, ...]
+    shards_done: int
+    error: str | None
+    failed_key: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+            "status": self.status.value,
+            "stages": list(self.stages),
+            "shards": [s.to_json() for s in self.shards],
+        }
 
 
-_STAGE_CLASSES = {
-    "keep": "KeepMapper",
-    "map": "MapKeysMapper",
-    "check": "CheckRefsMapper",
-    "write": "WriteRemappedMapper",
-}
-
-
-def start_next_stage(rt: Runtime, params: dict[str, Any]) -> None:
-    """Called by a stage's finish(): start the next stage (idempotent by job id)."""
-    index = params["stage"] + 1
-    if index < len(params["stages"]):
-        start_job(rt, stage_job_spec(params, index))
-
-
-def import_status(rt: Runtime, import_id: str) -> dict[str, Any]:
-    """The whole import as JSON-ready data: combined status and counters, every stage."""
+def import_status(rt: Runtime, import_id: str) -> ImportInfo:
+    """The whole import as it stands: combined status and counters, every stage."""
     first = job_status(rt, f"{import_id}-0")
-    stages = []
-    for index, name in enumerate(first["params"]["stages"]):
+    names = first.params["stages"]
+    jobs: list[JobInfo | None] = []
+    for index in range(len(names)):
         try:
-            stages.append({"stage": name, **job_status(rt, f"{import_id}-{index}")})
+            jobs.append(job_status(rt, f"{import_id}-{index}"))
         except NotFoundError:
-            stages.append({"stage": name, "status": "starting", "counters": {}, "shards": []})
-    statuses = [JobStatus(s["status"]) if s["status"] != "starting" else None for s in stages]
-    if JobStatus.FAILED in statuses:
-        status = JobStatus.FAILED
-    elif JobStatus.ABORTED in statuses:
-        status = JobStatus.ABORTED
-    elif statuses[-1] == JobStatus.SUCCEEDED:
-        status = JobStatus.SUCCEEDED
-    else:
-        status = JobStatus.RUNNING
-    counters: dict[str, int] = {}
-    for stage in stages:
-        for name, value in stage["counters"].items():
-            counters[name] = counters.get(name, 0) + value
-    failed = next((s for s in stages if s["status"] == "failed"), None)
-    return {
-        "id": import_id,
-        "status": status.value,
-        "mode": first["params"]["mode"],
-        "counters": counters,
-        "stages": [
-            {"stage": s["stage"], "status": s["status"], "counters": s["counters"]} for s in stages
-        ],
-        "shards": [shard for s in stages for shard in s["shards"]],
-        "shards_done": sum(s.get("shards_done", 0) for s in stages),
-        "error": failed["error"] if failed else None,
-        "failed_key": failed["failed_key"] if failed else None,
-    }
+            jobs.append(None)  # a later stage not started yet
+    last = jobs[-1]
+    failed = next((j for j in jobs if j is not None and j.status == JobStatus.FAILED), None)
+    stages = [
+        {
+            "stage": name,
+            "status": j.status.value if j is not None else "starting",
+            "counters": j.counters if j is not None else {},
+        }
+        for name, j in zip(names, jobs, strict=True)
+    ]
+    started = [j for j in jobs if j is not None]
+    return ImportInfo(
+        id=import_id,
+        status=roll_up(
+            (j.status if j else None for j in jobs),
+            last is not None and last.status == JobStatus.SUCCEEDED,
+        ),
+        mode=first.params["mode"],
+        counters=sum_counters(j.counters for j in started),
+        stages=tuple(stages),
+        shards=tuple(s for j in started for s in j.shards),
+        shards_done=sum(j.shards_done for j in started),
+        error=failed.error if failed else None,
+        failed_key=failed.failed_key if failed else None,
+    )
 
 
 class ImportRun(StatusHandle):
@@ -270,45 +264,16 @@ class ImportRun(StatusHandle):
 
     what = "import"
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> ImportInfo:
         return import_status(self.rt, self.id)
-
-
-def part_key_name(import_id: str, index: int) -> str:
-    return f"{import_id}:{index:06d}"
 
 
 def referenced_kinds(entity: Any) -> set[str]:
     """Kinds ``entity`` refers to: its ancestors', its key values', its embedded keys'."""
-    from mapper.transfer.remap import embedded_keys, reference_values
-
     kinds = {element.kind for element in entity.key.path[:-1]}
     kinds.update(v.key_value.path[-1].kind for v in reference_values(entity) if v.key_value.path)
     kinds.update(k.path[-1].kind for k in embedded_keys(entity) if k.path)
     return kinds
-
-
-def part_index(record: Any) -> int:
-    """The index of a staged part record (raw entity), from its key name."""
-    return int(record.key.path[-1].name.rpartition(":")[2])
-
-
-def part_split_keys(params: dict[str, Any], shards: int) -> list[Any]:
-    """Keys of the staged parts at even intervals: ``shards`` ranges of equal part counts."""
-    from mapper.datastore.rpc import Key
-
-    parts = params.get("parts", 0)
-    keys = []
-    for i in range(1, min(shards, parts)):
-        key = Key()
-        key.partition_id.project_id, key.partition_id.database_id = params["state_partition"]
-        key.partition_id.namespace_id = params["state_namespace"]
-        key.path.add(
-            kind=_MapperImportPart._get_kind(),
-            name=part_key_name(params["import"], i * parts // shards),
-        )
-        keys.append(key)
-    return keys
 
 
 def _stage_parts(rt: Runtime, import_id: str, source: str, manifest: Manifest) -> None:

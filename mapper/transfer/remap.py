@@ -21,7 +21,13 @@ from typing import Any
 
 from mapper.base import Mapper
 from mapper.datastore.keys import key_bytes, key_repr
-from mapper.datastore.keywalk import Partition, partition_of, set_partition
+from mapper.datastore.keywalk import (
+    Partition,
+    embedded_keys,
+    partition_of,
+    reference_values,
+    set_partition,
+)
 from mapper.datastore.query import kind_query, results, value_filter
 from mapper.datastore.rpc import Key
 from mapper.dump.parts import PartInfo, read_part
@@ -37,11 +43,14 @@ from mapper.transfer.keymap import (
 )
 from mapper.transfer.options import RemapOptions, apply_schema
 
+#: The staged part records every import stage walks.
+PART_KIND = "_MapperImportPart"
+
 
 class ImportStage(Mapper):
     """What every import stage mapper shares: its parts, key map and partition moves."""
 
-    KIND = "_MapperImportPart"
+    KIND = PART_KIND
     RAW = True
 
     def __init__(self, **params: Any):
@@ -208,40 +217,6 @@ def _resolve_names(stage: ImportStage, named: list[tuple[Any, Any]]) -> list[tup
 
 
 # -- references ------------------------------------------------------------------
-
-
-def reference_values(entity: Any) -> Iterator[Any]:
-    """Every Value holding a key reference (key_value), at any depth."""
-    for value in entity.properties.values():
-        yield from _key_values(value)
-
-
-def _key_values(value: Any) -> Iterator[Any]:
-    which = value.WhichOneof("value_type")
-    if which == "key_value":
-        yield value
-    elif which == "array_value":
-        for item in value.array_value.values:
-            yield from _key_values(item)
-    elif which == "entity_value":
-        yield from reference_values(value.entity_value)
-
-
-def embedded_keys(entity: Any) -> Iterator[Any]:
-    """Keys of embedded entities (at any depth)."""
-    for value in entity.properties.values():
-        yield from _embedded(value)
-
-
-def _embedded(value: Any) -> Iterator[Any]:
-    which = value.WhichOneof("value_type")
-    if which == "array_value":
-        for item in value.array_value.values:
-            yield from _embedded(item)
-    elif which == "entity_value":
-        if value.entity_value.HasField("key"):
-            yield value.entity_value.key
-        yield from embedded_keys(value.entity_value)
 
 
 def dangling(

@@ -11,9 +11,10 @@ import collections
 from typing import TYPE_CHECKING, Any
 
 from mapper.datastore.keys import key_bytes, key_repr
+from mapper.datastore.keywalk import reference_values
 from mapper.dump.manifest import read_manifest
 from mapper.dump.parts import read_part
-from mapper.transfer.remap import ImportStage, natural_match, parent_key, reference_values
+from mapper.transfer.remap import ImportStage, natural_match, parent_key
 
 if TYPE_CHECKING:
     from mapper.engine.runtime import Runtime
@@ -26,7 +27,7 @@ COLUMNS = ("inserts", "merges", "conflicts", "dangling")
 def plan_remap(rt: Runtime, spec: ImportSpec, params: dict[str, Any]) -> dict[str, Any]:
     """Per kind: inserts, natural-key merges, name conflicts and dangling references."""
     stage = ImportStage(**params)
-    stage.runtime = rt
+    stage.bind(params["import"], None, rt)
     manifest = read_manifest(spec.source)
     dump_keys = {
         key_bytes(pb.key)

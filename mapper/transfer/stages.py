@@ -1,21 +1,31 @@
-"""The jobs an import runs, one per stage, each walking the staged parts of the dump."""
+"""The jobs an import runs, one per stage, each walking the staged parts of the dump.
+
+Each stage's finish() starts the next one: the chain is built here, from the
+stage classes themselves.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mapper.datastore.keys import key_bytes, key_repr
-from mapper.datastore.keywalk import move_partitions
+from mapper.datastore.keywalk import move_partitions, reference_values
+from mapper.datastore.rpc import Key
+from mapper.engine.jobs import start_job
+from mapper.engine.loading import class_spec
+from mapper.engine.spec import JobSpec
 from mapper.errors import PermanentSliceError
-from mapper.transfer.importer import part_index, part_split_keys, start_next_stage
 from mapper.transfer.remap import (
+    PART_KIND,
     ImportStage,
     choose_keys,
     dangling,
     parent_key,
-    reference_values,
     rewrite,
 )
+
+if TYPE_CHECKING:
+    from mapper.engine.runtime import Runtime
 
 
 class _Stage(ImportStage):
@@ -80,3 +90,57 @@ class WriteRemappedMapper(_Stage):
 
     def map(self, record: Any) -> tuple[list[Any], list[Any]]:
         return rewrite(self, part_index(record), list(self.part_entities(record)), self.count), []
+
+
+#: The stages an import may run, by the name its params list them with.
+STAGES: dict[str, type[_Stage]] = {
+    "keep": KeepMapper,
+    "map": MapKeysMapper,
+    "check": CheckRefsMapper,
+    "write": WriteRemappedMapper,
+}
+
+
+def part_key_name(import_id: str, index: int) -> str:
+    """The name of a staged part record: ``{import}:{index}``."""
+    return f"{import_id}:{index:06d}"
+
+
+def part_index(record: Any) -> int:
+    """The index of a staged part record (raw entity), from its key name."""
+    return int(record.key.path[-1].name.rpartition(":")[2])
+
+
+def part_split_keys(params: dict[str, Any], shards: int) -> list[Any]:
+    """Keys of the staged parts at even intervals: ``shards`` ranges of equal part counts."""
+    parts = params.get("parts", 0)
+    keys = []
+    for i in range(1, min(shards, parts)):
+        key = Key()
+        key.partition_id.project_id, key.partition_id.database_id = params["state_partition"]
+        key.partition_id.namespace_id = params["state_namespace"]
+        key.path.add(
+            kind=PART_KIND,
+            name=part_key_name(params["import"], i * parts // shards),
+        )
+        keys.append(key)
+    return keys
+
+
+def stage_job_spec(params: dict[str, Any], index: int) -> JobSpec:
+    name, _, depth = params["stages"][index].partition(":")
+    return JobSpec(
+        mapper=class_spec(STAGES[name]),
+        params={**params, "stage": index, "depth": int(depth or 0)},
+        shards=params["shards"],
+        batch_size=params["batch_size"],
+        namespace=params["state_namespace"],
+        id=f"{params['import']}-{index}",
+    )
+
+
+def start_next_stage(rt: Runtime, params: dict[str, Any]) -> None:
+    """Called by a stage's finish(): start the next stage (idempotent by job id)."""
+    index = params["stage"] + 1
+    if index < len(params["stages"]):
+        start_job(rt, stage_job_spec(params, index))

@@ -33,7 +33,7 @@ def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Bluep
     @guard
     def index() -> Any:
         limit = flask.request.args.get("limit", 50, type=int)
-        return {"jobs": list_jobs(runtime, limit=max(1, min(limit, 500)))}
+        return {"jobs": [j.to_json() for j in list_jobs(runtime, limit=max(1, min(limit, 500)))]}
 
     @bp.get("/<job_id>")
     @guard
@@ -45,6 +45,6 @@ def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Bluep
     def control(job_id: str, action: str) -> Any:
         if action not in ACTIONS:
             flask.abort(404)
-        return ACTIONS[action](runtime, job_id)
+        return ACTIONS[action](runtime, job_id).to_json()
 
     return bp

@@ -6,12 +6,10 @@ from typing import Any
 
 import flask
 
-from mapper.datastore.query import filters_from
+from mapper.cleanup import table
 from mapper.engine.runtime import Runtime
 from mapper.errors import InvalidJobError
 from mapper.web.auth import Verifier, require_admin_auth
-
-NAMES = ("stale-kinds", "stale-properties", "orphans", "missing")
 
 
 def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Blueprint:
@@ -22,44 +20,13 @@ def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Bluep
     @guard
     def cleanup(name: str) -> Any:
         """Body: the CLI's options as JSON, plus ``"apply": true`` to act on the plan."""
-        if name not in NAMES:
+        if name not in table.CLEANUPS:
             flask.abort(404)
         data = flask.request.get_json(silent=True, force=True)
         if not isinstance(data, dict):
             raise InvalidJobError("the request body must be a JSON object")
-        plan, apply = _plan_and_apply(runtime, name, data)
-        applied = apply(plan) if data.get("apply") and not plan.empty else None
+        plan = table.plan(runtime, name, data)
+        applied = table.apply(runtime, plan) if data.get("apply") and not plan.empty else None
         return {"plan": plan.to_json(), "applied": applied}
 
     return bp
-
-
-def _plan_and_apply(rt: Runtime, name: str, data: dict[str, Any]) -> tuple[Any, Any]:
-    from mapper import cleanup, orphans
-
-    namespace = data.get("namespace", "")
-    models = data.get("models", [])
-    models = models.split(",") if isinstance(models, str) else models
-    if name == "stale-kinds":
-        return cleanup.plan_stale_kinds(rt, models, namespace), lambda p: cleanup.apply(rt, p)
-    if name == "stale-properties":
-        plan = cleanup.plan_stale_properties(rt, models, namespace)
-        return plan, lambda p: cleanup.apply(rt, p)
-    if name == "orphans":
-        spec = orphans.OrphanSpec(
-            kind=data.get("kind", ""),
-            properties=data.get("properties", []),
-            parents=bool(data.get("parents")),
-            cascade=[c.split(".", 1) for c in data.get("cascade", [])],
-        )
-        action = data.get("action", "delete")
-        plan = orphans.plan_orphans(rt, spec, namespace)
-        return plan, lambda p: orphans.apply_orphans(rt, p, action)
-    scope = [(prop, value) for prop, value in data.get("filters", {}).items()]
-    plan = cleanup.plan_missing(rt, data.get("source", ""), data.get("kind", ""), namespace,
-                                _filters(scope))  # fmt: skip
-    return plan, lambda p: cleanup.apply(rt, p)
-
-
-def _filters(pairs: list[tuple[str, Any]]) -> list[Any]:
-    return filters_from(pairs)

@@ -21,7 +21,7 @@ def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Bluep
     @guard
     def page() -> Any:
         limit = flask.request.args.get("limit", 20, type=int)
-        listed = list_jobs(runtime, limit=max(1, min(limit, 200)))
+        listed = [j.to_json() for j in list_jobs(runtime, limit=max(1, min(limit, 200)))]
         return flask.render_template(
             "status.html", jobs=[_view(job) for job in listed], refresh=_refresh(listed)
         )

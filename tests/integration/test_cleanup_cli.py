@@ -88,7 +88,7 @@ def test_missing_command_deletes_rows_in_scope_the_dump_lacks(
     put(datastore_client, "Person", 3, name="synced", active=True)
     out = str(tmp_path / "sync")
     spec = ExportSpec(out=out, kinds=["Person"], namespaces=[namespace])
-    assert start_export(runtime, spec).wait()["status"] == "succeeded"
+    assert start_export(runtime, spec).wait().status == "succeeded"
     put(datastore_client, "Person", 2, name="gone", active=True)
     put(datastore_client, "Person", 1, name="out of scope", active=False)
     args = ["cleanup", "missing", out, "--kind", "Person", "--filter", "active=true"]

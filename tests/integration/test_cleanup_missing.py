@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from google.cloud import datastore
 
-from mapper.cleanup.apply import apply, plan_missing
+from mapper.cleanup.missing import plan_missing
+from mapper.cleanup.table import apply
 from mapper.errors import CleanupError, DumpFormatError
 from mapper.transfer.export import ExportSpec, start_export
 from tests.cleanup_seed import kb, put, snapshot
@@ -14,7 +15,7 @@ from tests.cleanup_seed import kb, put, snapshot
 def export(runtime, tmp_path, namespace, **options):
     out = str(tmp_path / "sync")
     spec = ExportSpec(out=out, kinds=["Person"], namespaces=[namespace], **options)
-    assert start_export(runtime, spec).wait()["status"] == "succeeded"
+    assert start_export(runtime, spec).wait().status == "succeeded"
     return out
 
 

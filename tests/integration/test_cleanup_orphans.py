@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from mapper.cleanup.apply import apply
 from mapper.cleanup.orphans import OrphanSpec, plan_orphans
+from mapper.cleanup.table import apply
 from mapper.engine.status import job_status
 from mapper.errors import CleanupError
 from tests.cleanup_seed import entity, kb, only, put, snapshot, without
@@ -174,8 +174,8 @@ def test_orphan_scan_of_20k_batches_its_lookups_and_resumes_after_a_crash(
     assert plan.counts == {"Order": expected}
     assert faults.fired["after_map"] == 2
     scan = job_status(runtime, plan.target["scan_job"])
-    batches = sum(s["batches"] for s in scan["shards"])
-    lookups = scan["counters"]["lookups"]
+    batches = sum(s.batches for s in scan.shards)
+    lookups = scan.counters["lookups"]
     assert all(size <= 1000 for size in sizes) and max(sizes) == 1000
     # One or two Lookups a batch, never one per entity; the crashed batches
     # looked up again on resume, but the counters count each batch once.

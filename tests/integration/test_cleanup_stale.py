@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime
 import json
 
-from mapper.cleanup.apply import Plan, apply, plan_stale_kinds, plan_stale_properties
+from mapper.cleanup.plan import Plan
+from mapper.cleanup.stale import plan_stale_kinds, plan_stale_properties
+from mapper.cleanup.table import apply
 from tests.cleanup_seed import entity, only, put, snapshot, without
 
 MODELS = ["tests.cleanup_models"]

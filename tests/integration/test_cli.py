@@ -30,7 +30,9 @@ def test_run_passes_json_params_and_exits_1_when_the_job_fails(cli, namespace, s
     assert result.exit_code == 1
     assert "failed" in result.output
     assert "cannot map p00012" in result.output
-    assert f"at key: {namespace}:Person(" in result.output
+    assert (
+        "at key: Key('Person', " in result.output and f"namespace='{namespace}')" in result.output
+    )
 
 
 def test_status_without_id_shows_the_newest_job_as_json(cli, namespace, seed):

@@ -40,14 +40,14 @@ def dump_keys(out):
 
 def export(runtime, out, **options):
     status = start_export(runtime, ExportSpec(out=str(out), **options)).wait(timeout=120)
-    assert status["status"] == "succeeded", status
+    assert status.status == "succeeded", status
     return status
 
 
 def import_keep(runtime, source, **options):
     plan, job = start_import(runtime, ImportSpec(source=str(source), **options))
     status = job.wait(timeout=120)
-    assert status["status"] == "succeeded", status
+    assert status.status == "succeeded", status
     return plan, status
 
 
@@ -63,7 +63,7 @@ def test_all_types_round_trip_into_a_fresh_namespace_is_exact(runtime, namespace
     target = new_namespace()
     plan, status = import_keep(runtime, tmp_path / "dump", namespace=target)
     assert plan["kinds"] == {"AllTypes": 4}
-    assert status["counters"]["put"] == 4
+    assert status.counters["put"] == 4
 
     moves = {(project, "", namespace): (project, "", target)}
     expected = []
@@ -90,7 +90,7 @@ def test_export_of_every_kind_lists_kinds_from_metadata_and_leaves_out_internal_
     manifest = read_manifest(tmp_path / "dump")
     assert manifest.kinds == ("Person", "Tag")
     assert manifest.totals["entities"] == 121
-    assert {(k["kind"], k["entities"]) for k in status["kinds"]} == {("Person", 120), ("Tag", 1)}
+    assert {(k["kind"], k["entities"]) for k in status.kinds} == {("Person", 120), ("Tag", 1)}
     assert len(set(dump_keys(tmp_path / "dump"))) == 121
 
 
@@ -270,10 +270,10 @@ def test_export_to_cloud_storage_and_restore_from_it(runtime, namespace, seed, g
     seed(80)
     out = f"{gcs_bucket}/dumps/today"
     status = export(runtime, out, kinds=["Person"], namespaces=[namespace], batch_size=30)
-    assert status["manifest"] == f"{out}/manifest.json"
+    assert status.manifest == f"{out}/manifest.json"
     assert len(read_manifest(out).parts) == 3
     target = new_namespace()
     plan, done = import_keep(runtime, out, namespace=target)
-    assert plan["entities"] == done["counters"]["put"] == 80
+    assert plan["entities"] == done.counters["put"] == 80
     names = sorted(pb.properties["name"].string_value for pb in stored(runtime, target, "Person"))
     assert names == [f"p{i:05d}" for i in range(80)]

@@ -28,8 +28,8 @@ def test_crash_after_write_before_checkpoint_replays_only_that_batch(
     seed(600)
     faults.crash_at("after_write", when=lambda info: info["batch"] == 2)
     status = start(runtime, namespace, batch_size=100).wait(timeout=60)
-    assert status["status"] == "succeeded"
-    assert status["counters"] == {"processed": 600, "put": 600, "deleted": 0}
+    assert status.status == "succeeded"
+    assert status.counters == {"processed": 600, "put": 600, "deleted": 0}
     assert touch_counts(people) == {1: 500, 2: 100}
 
 
@@ -40,10 +40,10 @@ def test_crash_after_checkpoint_before_enqueue_loses_nothing(
     seed(500)
     faults.crash_at("before_enqueue", times=2)
     status = start(runtime, namespace, batch_size=100).wait(timeout=60)
-    assert status["status"] == "succeeded"
-    assert status["counters"]["processed"] == 500
+    assert status.status == "succeeded"
+    assert status.counters["processed"] == 500
     assert touch_counts(people) == {1: 500}
-    assert status["shards"][0]["slice"] >= 4
+    assert status.shards[0]["slice"] >= 4
 
 
 def test_same_slice_delivered_twice_concurrently_touches_each_entity_once(
@@ -51,12 +51,12 @@ def test_same_slice_delivered_twice_concurrently_touches_each_entity_once(
 ):
     seed(800)
     job = start(runtime, namespace, batch_size=50, shards=2)
-    for shard in range(len(job.status()["shards"])):
+    for shard in range(len(job.status().shards)):
         runtime.dispatcher.deliver(SliceTask(job.id, shard, 0, 0))
         runtime.dispatcher.deliver(SliceTask(job.id, shard, 0, 0))
     job.wait(timeout=60)
     runtime.dispatcher.wait_idle(30)
-    assert job.status()["counters"]["processed"] == 800
+    assert job.status().counters["processed"] == 800
     assert touch_counts(people) == {1: 800}
 
 
@@ -66,7 +66,7 @@ def test_stale_slice_redelivery_writes_nothing(runtime, namespace, seed, people)
     before = job.wait(timeout=60)
     runtime.handle(SliceTask(job.id, 0, 0, 0))
     runtime.dispatcher.wait_idle(10)
-    assert job.status()["counters"] == before["counters"]
+    assert job.status().counters == before.counters
     assert touch_counts(people) == {1: 300}
 
 
@@ -88,19 +88,19 @@ def test_poison_entity_fails_the_job_with_its_key_after_bounded_attempts(
     seed(300)
     status = start(runtime, namespace, "Poison", params={"poison": "p00150"}, batch_size=50)
     status = status.wait(timeout=60)
-    assert status["status"] == "failed"
-    assert "cannot map p00150" in status["error"]
+    assert status.status == "failed"
+    assert "cannot map p00150" in status.error
     with runtime.context(namespace):
         poison = Person.query(Person.name == "p00150").get()
-    assert status["failed_key"] == f"Key('Person', {poison.key.id()}, namespace={namespace!r})"
-    shard = status["shards"][0]
-    assert shard["status"] == "failed"
-    assert shard["attempts"] == runtime.settings.max_attempts
+    assert status.failed_key == f"Key('Person', {poison.key.id()}, namespace={namespace!r})"
+    shard = status.shards[0]
+    assert shard.status == "failed"
+    assert shard.attempts == runtime.settings.max_attempts
     # Batches of 50 in key order (ids are allocated, not in name order) up to the poison's.
     with runtime.context(namespace):
         keys = sorted(Person.query().fetch(keys_only=True), key=lambda k: k.id())
     done = keys.index(poison.key) // 50 * 50
-    assert status["counters"]["processed"] == done
+    assert status.counters["processed"] == done
     assert touch_counts(people) == ({1: done, 0: 300 - done} if done else {0: 300})
 
 
@@ -109,8 +109,8 @@ def test_rpc_errors_injected_twice_then_success(runtime, namespace, seed, people
     faults.raise_at("rpc:Commit", lambda: core_exceptions.ServiceUnavailable("injected"), times=2)
     faults.raise_at("rpc:RunQuery", lambda: core_exceptions.Aborted("injected"), times=2)
     status = start(runtime, namespace, batch_size=100).wait(timeout=60)
-    assert status["status"] == "succeeded"
-    assert status["counters"]["processed"] == 400
+    assert status.status == "succeeded"
+    assert status.counters["processed"] == 400
     assert touch_counts(people) == {1: 400}
 
 
@@ -118,18 +118,18 @@ def test_non_retryable_error_fails_fast(runtime, namespace, seed, faults):
     seed(100)
     faults.raise_at("after_map", lambda: core_exceptions.InvalidArgument("injected"), times=1)
     status = start(runtime, namespace, batch_size=100).wait(timeout=60)
-    assert status["status"] == "failed"
-    assert status["shards"][0]["attempts"] == 1
-    assert "InvalidArgument" in status["error"]
+    assert status.status == "failed"
+    assert status.shards[0]["attempts"] == 1
+    assert "InvalidArgument" in status.error
 
 
 def test_entity_too_large_fails_fast_naming_its_key(runtime, namespace, seed, people):
     keys = seed(20)
     status = start(runtime, namespace, "Bloat", params={"name": "p00007"}).wait(timeout=60)
-    assert status["status"] == "failed"
-    assert status["shards"][0]["attempts"] == 1
-    assert "over Datastore's 1048572" in status["error"]
-    assert status["failed_key"] == f"Key('Person', {keys[7].id()}, namespace={namespace!r})"
+    assert status.status == "failed"
+    assert status.shards[0]["attempts"] == 1
+    assert "over Datastore's 1048572" in status.error
+    assert status.failed_key == f"Key('Person', {keys[7].id()}, namespace={namespace!r})"
     assert touch_counts(people) == {0: 20}
 
 
@@ -138,8 +138,8 @@ def test_large_entities_are_split_under_the_commit_byte_bound(
 ):
     seed(600, chunk=20, blob=b"x" * 100_000)
     status = start(runtime, namespace, batch_size=500).wait(timeout=180)
-    assert status["status"] == "succeeded"
-    assert status["counters"]["put"] == 600
+    assert status.status == "succeeded"
+    assert status.counters["put"] == 600
     # 60 MB of puts, each commit under the store's byte bound.
     entity_commits = -(-60_000_000 // runtime.store.max_commit_bytes)
     assert faults.hits["rpc:Commit"] >= entity_commits + 2  # plus checkpoint commits
@@ -154,6 +154,6 @@ def test_exactly_once_mode_touches_every_entity_once_despite_crashes(
     faults.crash_at("after_checkpoint", times=2, when=lambda info: info["batch"] in (3, 7))
     status = start(runtime, namespace, batch_size=100, shards=2, exactly_once=True)
     status = status.wait(timeout=300)
-    assert status["status"] == "succeeded"
-    assert status["counters"]["processed"] == 3000
+    assert status.status == "succeeded"
+    assert status.counters["processed"] == 3000
     assert touch_counts(people) == {1: 3000}

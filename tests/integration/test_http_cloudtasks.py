@@ -17,7 +17,7 @@ from handlers import create_app
 from mapper.dispatch.cloudtasks import CloudTasksDispatcher
 from mapper.dispatch.messages import SliceTask
 from mapper.settings import Settings
-from mapper.testing.emulator import free_port
+from mapper.testing.process import free_port
 from mapper.testing.tasks_emulator import DEFAULT_QUEUE, TasksEmulator, start_tasks_emulator
 from tests.mappers import seed_people_raw
 

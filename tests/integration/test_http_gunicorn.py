@@ -14,7 +14,7 @@ import pytest
 import requests
 import yaml
 
-from mapper.testing.emulator import free_port
+from mapper.testing.process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -26,10 +26,10 @@ def touched(people):
 def test_touch_mapper_visits_every_entity_once_across_shards(runtime, namespace, seed, people):
     seed(2000)
     job, status = run(runtime, namespace, "TouchPeople", shards=4, batch_size=150)
-    assert status["status"] == "succeeded"
-    assert status["counters"] == {"processed": 2000, "put": 2000, "deleted": 0}
+    assert status.status == "succeeded"
+    assert status.counters == {"processed": 2000, "put": 2000, "deleted": 0}
     assert touched(people) == {1: 2000}
-    assert sum(s["counters"]["processed"] for s in status["shards"]) == 2000
+    assert sum(s.counters["processed"] for s in status.shards) == 2000
 
 
 def test_scatter_split_gives_disjoint_shards_on_the_datastore_emulator(
@@ -37,27 +37,27 @@ def test_scatter_split_gives_disjoint_shards_on_the_datastore_emulator(
 ):
     seed(3000)
     job, status = run(runtime, namespace, "TouchPeople", shards=4, batch_size=200)
-    assert len(status["shards"]) == 4
-    assert status["split"].startswith("__scatter__")
-    assert all(s["counters"]["processed"] > 0 for s in status["shards"])
+    assert len(status.shards) == 4
+    assert status.split.startswith("__scatter__")
+    assert all(s.counters["processed"] > 0 for s in status.shards)
 
 
 def test_job_record_says_how_it_split(runtime, namespace, seed, emulator):
     seed(300)
     job, status = run(runtime, namespace, "TouchPeople", shards=4)
-    assert status["counters"]["processed"] == 300
+    assert status.counters["processed"] == 300
     if emulator.supports_scatter:
-        assert status["split"].startswith("__scatter__")
+        assert status.split.startswith("__scatter__")
     else:
-        assert len(status["shards"]) == 1
-        assert "single range" in status["split"]
+        assert len(status.shards) == 1
+        assert "single range" in status.split
 
 
 def test_filters_select_only_matching_entities(runtime, namespace, seed, people):
     seed(100, active=True)
     seed(50, start=100, active=False)
     job, status = run(runtime, namespace, "TouchActive", shards=2)
-    assert status["counters"]["processed"] == 100
+    assert status.counters["processed"] == 100
     by_active = collections.Counter((p.active, p.touched) for p in people())
     assert by_active == {(True, 1): 100, (False, 0): 50}
 
@@ -66,21 +66,21 @@ def test_deletes_are_written_in_batches(runtime, namespace, seed, people):
     seed(700, active=False)
     seed(30, start=700, active=True)
     job, status = run(runtime, namespace, "DeleteInactive", batch_size=500)
-    assert status["counters"] == {"processed": 700, "put": 0, "deleted": 700}
+    assert status.counters == {"processed": 700, "put": 0, "deleted": 700}
     assert len(people()) == 30
 
 
 def test_raw_kind_mapper_sees_entities_and_custom_counters_add_up(runtime, namespace, seed):
     seed(120)
     job, status = run(runtime, namespace, "CountRaw", shards=3, batch_size=50)
-    assert status["counters"]["raw_seen"] == 120
-    assert status["counters"]["processed"] == 120
+    assert status.counters["raw_seen"] == 120
+    assert status.counters["processed"] == 120
 
 
 def test_empty_kind_succeeds_with_zero_counters(runtime, namespace):
     job, status = run(runtime, namespace, "TouchPeople", shards=4)
-    assert status["status"] == "succeeded"
-    assert status["counters"]["processed"] == 0
+    assert status.status == "succeeded"
+    assert status.counters["processed"] == 0
 
 
 def test_finish_runs_once_after_all_shards(runtime, namespace, seed):
@@ -131,13 +131,13 @@ def test_pause_stops_at_a_batch_boundary_and_resume_finishes(runtime, namespace,
     job.pause()
     runtime.dispatcher.wait_idle(30)
     paused = job.status()
-    assert paused["status"] == "paused"
-    assert paused["counters"]["processed"] < 1500
-    assert all(s["status"] in ("paused", "done") for s in paused["shards"])
+    assert paused.status == "paused"
+    assert paused.counters["processed"] < 1500
+    assert all(s.status in ("paused", "done") for s in paused.shards)
     job.resume()
     status = job.wait(timeout=120)
-    assert status["status"] == "succeeded"
-    assert status["counters"]["processed"] == 1500
+    assert status.status == "succeeded"
+    assert status.counters["processed"] == 1500
     assert touched(people) == {1: 1500}
 
 
@@ -149,8 +149,8 @@ def test_abort_stops_the_job_and_cannot_be_resumed(runtime, namespace, seed):
     job.abort()
     runtime.dispatcher.wait_idle(30)
     status = job.status()
-    assert status["status"] == "aborted"
-    assert status["counters"]["processed"] < 1500
+    assert status.status == "aborted"
+    assert status.counters["processed"] < 1500
     with pytest.raises(JobStateError):
         job.resume()
 

@@ -95,7 +95,7 @@ def test_merge_gives_b_new_ids_and_every_reference_follows(runtime, namespace, t
     with runtime.context(namespace):
         a_raw = {e.key: e.to_dict() for kind in (Author, Post, Tag) for e in kind.query()}
     status = merge(runtime, namespace, two_sites)
-    assert status["status"] == "succeeded", status
+    assert status.status == "succeeded", status
     after = snapshot(runtime, namespace)
 
     dangling = ("dangling", "Author", 99)
@@ -109,7 +109,7 @@ def test_merge_gives_b_new_ids_and_every_reference_follows(runtime, namespace, t
         assert len(b_ids) == 3 and not b_ids & {1, 2, 3}
         python = Tag.query(Tag.name == "python").fetch()
         assert len(python) == 1  # merged by natural key, not duplicated
-    c = status["counters"]
+    c = status.counters
     assert c["merged"] == 1 and c["conflict-skipped"] == 1
     assert c["allocated"] == 3 + 1 + 2 + 2 + 2  # authors, rust, posts, comments, activities
     assert c["put"] == 3 + 1 + 2 + 2 + 2
@@ -118,7 +118,7 @@ def test_merge_gives_b_new_ids_and_every_reference_follows(runtime, namespace, t
 
 def test_dangling_null_clears_the_reference(runtime, namespace, two_sites):
     status = merge(runtime, namespace, two_sites, dangling="null")
-    assert status["status"] == "succeeded"
+    assert status.status == "succeeded"
     after = snapshot(runtime, namespace)
     assert after[("Post", "B post 2")]["author"] is None
 
@@ -126,9 +126,9 @@ def test_dangling_null_clears_the_reference(runtime, namespace, two_sites):
 def test_dangling_fail_refuses_before_writing_any_entity(runtime, namespace, two_sites):
     before = counts(runtime, namespace)
     status = merge(runtime, namespace, two_sites, dangling="fail")
-    assert status["status"] == "failed"
-    assert "references Key('Author', 99" in status["error"]
-    assert "--dangling fail" in status["error"]
+    assert status.status == "failed"
+    assert "references Key('Author', 99" in status.error
+    assert "--dangling fail" in status.error
     assert counts(runtime, namespace) == before
 
 
@@ -190,7 +190,7 @@ def _kind_query(kind):
 def test_merge_is_idempotent_under_crashes(runtime, namespace, two_sites, faults, point):
     faults.crash_at(point, times=2)
     status = merge(runtime, namespace, two_sites)
-    assert status["status"] == "succeeded", status
+    assert status.status == "succeeded", status
     assert faults.fired[point] == 2
     assert counts(runtime, namespace) == {"Author": 6, "Tag": 3, "Post": 4, "Config": 1}
     after = snapshot(runtime, namespace)
@@ -205,7 +205,7 @@ def test_merge_is_idempotent_under_duplicate_delivery(runtime, namespace, two_si
 
     runtime.faults = lambda point, info: (duplicate(point, info), faults(point, info))
     status = merge(runtime, namespace, two_sites)
-    assert status["status"] == "succeeded"
+    assert status.status == "succeeded"
     assert counts(runtime, namespace) == {"Author": 6, "Tag": 3, "Post": 4, "Config": 1}
     assert (
         snapshot(runtime, namespace)[("Post", "B post 1")] == expected_b(None)[("Post", "B post 1")]

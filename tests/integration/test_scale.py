@@ -68,10 +68,10 @@ def test_touch_50k_entities_on_4_shards_under_duplicates_and_crashes_counts_exac
     finally:
         rt.close()
 
-    assert status["status"] == "succeeded"
-    assert status["counters"] == {"processed": ENTITIES, "put": ENTITIES, "deleted": 0}
-    assert len(status["shards"]) == 4
-    assert sum(s["counters"]["processed"] for s in status["shards"]) == ENTITIES
+    assert status.status == "succeeded"
+    assert status.counters == {"processed": ENTITIES, "put": ENTITIES, "deleted": 0}
+    assert len(status.shards) == 4
+    assert sum(s.counters["processed"] for s in status.shards) == ENTITIES
     assert chaos.duplicates >= 4
     assert plan.fired == {"after_write": 4, "before_enqueue": 3, "before_batch": 2}
     assert sum(touched.values()) == ENTITIES

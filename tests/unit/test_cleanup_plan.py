@@ -7,10 +7,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from mapper.cleanup.apply import model_classes, stale_properties_of
 from mapper.cleanup.missing import scope_filters
 from mapper.cleanup.orphans import OrphanSpec, _null, orphan_references
 from mapper.cleanup.plan import GUARANTEE, Plan
+from mapper.cleanup.stale import model_classes, stale_properties_of
+from mapper.cleanup.table import load_plan
 from mapper.cli.main import main
 from mapper.datastore.rpc import Entity, Filter, Key
 from mapper.errors import CleanupError
@@ -74,7 +75,7 @@ def test_a_plan_round_trips_through_json():
 )
 def test_a_plan_from_json_refuses_what_is_not_a_plan(data, message):
     with pytest.raises(CleanupError, match=message):
-        Plan.from_json(data)
+        load_plan(data)
 
 
 def test_stale_properties_are_those_the_model_does_not_define():

@@ -1,9 +1,7 @@
-"""Stale cleanup: plan what went stale, show it, and delete only what the plan lists.
+"""Stale kinds (no model defines them) and stale properties (a model no longer does).
 
-Each cleanup is a ``plan_*`` function that reads and changes nothing, and
-:func:`apply` acts on a plan: stale kinds (kinds no model defines), stale
-properties (properties a model no longer defines), orphans
-(``mapper.cleanup.orphans``) and missing rows after a sync (``mapper.cleanup.missing``).
+Each ``plan_*`` function reads and changes nothing; its apply runs sharded,
+resumable jobs (``mapper.cleanup.jobs``) over exactly what the plan lists.
 """
 
 from __future__ import annotations
@@ -16,26 +14,18 @@ from typing import TYPE_CHECKING, Any
 from google.api_core import exceptions as core_exceptions
 from google.cloud import ndb
 
-from mapper.cleanup.missing import apply_missing, plan_missing
+from mapper.cleanup.jobs import DeleteKind, StripProperties
 from mapper.cleanup.plan import SAMPLES, Plan, scan
 from mapper.datastore.keys import key_repr
 from mapper.datastore.metadata import list_kinds
 from mapper.engine.jobs import start_job
-from mapper.engine.records import INTERNAL_KINDS
+from mapper.engine.loading import class_spec
+from mapper.engine.records import INTERNAL_KINDS, JobStatus
 from mapper.engine.spec import JobSpec
 from mapper.errors import CleanupError
 
 if TYPE_CHECKING:
     from mapper.engine.runtime import Runtime
-
-__all__ = [
-    "Plan",
-    "apply",
-    "model_classes",
-    "plan_missing",
-    "plan_stale_kinds",
-    "plan_stale_properties",
-]
 
 
 def model_classes(modules: Sequence[str]) -> dict[str, type[ndb.Model]]:
@@ -116,46 +106,25 @@ def plan_stale_properties(rt: Runtime, modules: Sequence[str], namespace: str = 
     return plan
 
 
-# -- apply ----------------------------------------------------------------------------
+def apply_stale_kinds(rt: Runtime, plan: Plan, shards: int = 4) -> dict[str, int]:
+    """Delete every entity of each stale kind; returns {kind: deleted}."""
+    return {
+        kind: _run(rt, DeleteKind, {"kind": kind}, plan, shards) for kind in plan.target["kinds"]
+    }
 
 
-def apply(rt: Runtime, plan: Plan, shards: int = 4) -> dict[str, int]:
-    """Remove exactly what ``plan`` lists; returns what was removed or rewritten per label.
-
-    Stale kinds and stale properties run as sharded, resumable jobs; orphans
-    act on the orphans their scan recorded (with the plan's action); missing
-    rows delete the planned keys that still exist. A second apply of the same
-    plan finds nothing left to do.
-    """
-    if plan.empty:
-        return {}
-    if plan.command == "stale-kinds":
-        return {
-            kind: _run(rt, "mapper.cleanup.jobs:DeleteKind", {"kind": kind}, plan, shards)
-            for kind in plan.target["kinds"]
-        }
-    if plan.command == "stale-properties":
-        return {
-            kind: _run(
-                rt, "mapper.cleanup.jobs:StripProperties", {"kind": kind, "properties": props},
-                plan, shards,
-            )
-            for kind, props in plan.target["properties"].items()
-        }  # fmt: skip
-    if plan.command == "orphans":
-        from mapper.cleanup.orphans import apply_orphans
-
-        return apply_orphans(rt, plan, shards=shards)
-    if plan.command == "missing":
-        return apply_missing(rt, plan)
-    raise CleanupError(f"cannot apply a plan of unknown command {plan.command!r}")
+def apply_stale_properties(rt: Runtime, plan: Plan, shards: int = 4) -> dict[str, int]:
+    """Rewrite the entities of each kind without its stale properties; {kind: rewritten}."""
+    return {
+        kind: _run(rt, StripProperties, {"kind": kind, "properties": props}, plan, shards)
+        for kind, props in plan.target["properties"].items()
+    }
 
 
-def _run(rt: Runtime, mapper: str, params: dict[str, Any], plan: Plan, shards: int) -> int:
-    spec = JobSpec(mapper=mapper, params=params, shards=shards, batch_size=500,
+def _run(rt: Runtime, mapper: type, params: dict[str, Any], plan: Plan, shards: int) -> int:
+    spec = JobSpec(mapper=class_spec(mapper), params=params, shards=shards, batch_size=500,
                    namespace=plan.namespace)  # fmt: skip
-    status = start_job(rt, spec).wait()
-    if status["status"] != "succeeded":
-        raise CleanupError(f"cleanup job {status['id']} {status['status']}: {status['error']}")
-    counters = status["counters"]
-    return int(counters.get("deleted", 0) + counters.get("rewritten", 0))
+    info = start_job(rt, spec).wait()
+    if info.status != JobStatus.SUCCEEDED:
+        raise CleanupError(f"cleanup job {info.id} {info.status.value}: {info.error}")
+    return int(info.counters.get("deleted", 0) + info.counters.get("rewritten", 0))

@@ -1,0 +1,152 @@
+"""The cleanups, in one table: each one's name, how it plans from request fields, how it applies.
+
+The CLI (``mapper cleanup NAME``) and the admin API (``POST /_mapper/cleanup/NAME``)
+both go through this table, with the same field names, so a cleanup is added
+(or changed) in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from mapper.cleanup.missing import apply_missing, plan_missing
+from mapper.cleanup.orphans import OrphanSpec, apply_orphans, plan_orphans
+from mapper.cleanup.plan import Plan
+from mapper.cleanup.stale import (
+    apply_stale_kinds,
+    apply_stale_properties,
+    plan_stale_kinds,
+    plan_stale_properties,
+)
+from mapper.errors import CleanupError
+
+if TYPE_CHECKING:
+    from mapper.engine.runtime import Runtime
+
+
+@dataclasses.dataclass(frozen=True)
+class Cleanup:
+    """One cleanup: plan from request fields, apply a plan, and what to ask before applying."""
+
+    name: str
+    plan: Callable[[Runtime, Mapping[str, Any]], Plan]
+    apply: Callable[[Runtime, Plan], dict[str, int]]
+    question: str = "Delete all of the above?"
+    #: Refuses bad fields before anything connects (the plan checks them again).
+    check: Callable[[Mapping[str, Any]], object] = lambda fields: None
+
+
+def _models(fields: Mapping[str, Any]) -> list[str]:
+    raw = fields.get("models") or []
+    names = raw.split(",") if isinstance(raw, str) else list(raw)
+    return [name.strip() for name in names if name.strip()]
+
+
+def _pairs(raw: Any, what: str) -> list[list[str]]:
+    """``KIND.PROP`` strings (or ``[KIND, PROP]`` pairs) as pairs."""
+    pairs = []
+    for item in raw or ():
+        if isinstance(item, str):
+            target, dot, prop = item.partition(".")
+            if not dot or not target or not prop:
+                raise CleanupError(f"{what} takes KIND.PROP, got {item!r}")
+            pairs.append([target, prop])
+        else:
+            pairs.append(list(item))
+    return pairs
+
+
+def _scope(raw: Any) -> list[tuple[str, Any]]:
+    """The missing cleanup's scope: ``{PROP: VALUE}`` or ``[[PROP, VALUE], ...]``."""
+    items: Sequence[Any] = list(raw.items()) if isinstance(raw, Mapping) else (raw or ())
+    return [(prop, value) for prop, value in items]
+
+
+def _orphan_spec(fields: Mapping[str, Any]) -> OrphanSpec:
+    return OrphanSpec(
+        kind=fields.get("kind", ""),
+        properties=list(fields.get("properties") or ()),
+        parents=bool(fields.get("parents")),
+        cascade=_pairs(fields.get("cascade"), "--cascade"),
+        action=fields.get("action") or "delete",
+    ).validate()
+
+
+def _orphans(rt: Runtime, fields: Mapping[str, Any]) -> Plan:
+    spec = _orphan_spec(fields)
+    return plan_orphans(rt, spec, fields.get("namespace", ""), fields.get("shards") or 4)
+
+
+CLEANUPS: dict[str, Cleanup] = {
+    c.name: c
+    for c in (
+        Cleanup(
+            "stale-kinds",
+            lambda rt, f: plan_stale_kinds(rt, _models(f), f.get("namespace", "")),
+            apply_stale_kinds,
+        ),
+        Cleanup(
+            "stale-properties",
+            lambda rt, f: plan_stale_properties(rt, _models(f), f.get("namespace", "")),
+            apply_stale_properties,
+            "Rewrite those entities without the listed properties?",
+        ),
+        Cleanup("orphans", _orphans, apply_orphans, check=_orphan_spec),
+        Cleanup(
+            "missing",
+            lambda rt, f: plan_missing(
+                rt,
+                f.get("source", ""),
+                f.get("kind", ""),
+                f.get("namespace", ""),
+                _scope(f.get("filters")),
+                f.get("dump_namespace"),
+            ),
+            apply_missing,
+        ),
+    )
+}
+
+
+def cleanup(name: str) -> Cleanup:
+    """The cleanup called ``name``, or a CleanupError naming the ones there are."""
+    if name not in CLEANUPS:
+        raise CleanupError(f"no cleanup {name!r}: one of {sorted(CLEANUPS)}")
+    return CLEANUPS[name]
+
+
+def question(name: str, fields: Mapping[str, Any]) -> str:
+    """What to ask before applying (nulling references is not deleting them)."""
+    if name == "orphans" and fields.get("action") == "null":
+        return "Set the dangling references above to null?"
+    return cleanup(name).question
+
+
+def check(name: str, fields: Mapping[str, Any]) -> None:
+    """Refuse bad request fields for cleanup ``name`` without touching the store."""
+    cleanup(name).check(fields)
+
+
+def plan(rt: Runtime, name: str, fields: Mapping[str, Any]) -> Plan:
+    """Plan cleanup ``name`` from request fields (the CLI's options, the API's JSON)."""
+    check(name, fields)
+    return cleanup(name).plan(rt, fields)
+
+
+def apply(rt: Runtime, plan: Plan) -> dict[str, int]:
+    """Remove exactly what ``plan`` lists; returns what was removed or rewritten per label.
+
+    A second apply of the same plan finds nothing left to do.
+    """
+    if plan.empty:
+        return {}
+    return cleanup(plan.command).apply(rt, plan)
+
+
+def load_plan(data: Any) -> Plan:
+    """A plan from its JSON (shown first, applied in a later request), of a known cleanup."""
+    loaded = Plan.from_json(data)
+    cleanup(loaded.command)
+    return loaded

@@ -1,0 +1,132 @@
+"""``mapper run|status|abort|pause|resume``: user mappers as jobs."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import click
+
+from mapper.cli.common import exit_for, parse_param, runtime
+from mapper.cli.progress import Progress
+from mapper.engine.adapter import Adapter
+from mapper.engine.jobs import Job, abort_job, pause_job, resume_job, start_job
+from mapper.engine.loading import load_mapper_class
+from mapper.engine.runtime import Runtime
+from mapper.engine.spec import JobSpec, spec_for
+from mapper.engine.status import JobInfo, job_status, latest_job_id
+from mapper.errors import NotFoundError
+
+logger = logging.getLogger(__name__)
+
+
+@click.command()
+@click.argument("mapper_spec", metavar="MODULE:CLASS")
+@click.option("--shards", default=JobSpec.shards, show_default=True, type=int)
+@click.option("--batch-size", default=JobSpec.batch_size, show_default=True, type=int)
+@click.option("--param", "params", multiple=True, help="KEY=VALUE (VALUE may be JSON).")
+@click.option("--namespace", default="", help="Datastore namespace to map over.")
+@click.option("--exactly-once", is_flag=True, help="Write each batch with its checkpoint.")
+@click.option("--id", "job_id", default=None, help="Client-chosen job id (idempotent start).")
+@click.option("--no-wait", is_flag=True, help="Return once the job is enqueued.")
+def run(
+    mapper_spec: str,
+    shards: int,
+    batch_size: int,
+    params: tuple[str, ...],
+    namespace: str,
+    exactly_once: bool,
+    job_id: str | None,
+    no_wait: bool,
+) -> None:
+    """Run MODULE:CLASS as a job; waits with a progress bar unless --no-wait."""
+    mapper = load_mapper_class(mapper_spec)(**dict(parse_param(p) for p in params))
+    spec = spec_for(
+        mapper,
+        shards=shards,
+        batch_size=batch_size,
+        namespace=namespace,
+        exactly_once=exactly_once,
+        job_id=job_id,
+    )
+    rt = runtime()
+    if no_wait and rt.dispatcher.in_process:
+        raise click.UsageError(
+            "--no-wait needs MAPPER_QUEUE: without a queue the slices run in this process"
+        )
+    total = count_entities(rt, mapper, namespace)
+    job = start_job(rt, spec)
+    click.echo(f"job {job.id} started", err=True)
+    if no_wait:
+        click.echo(job.id)
+        return
+    info = job.wait(progress=Progress(total))
+    print_summary(info)
+    exit_for(info)
+
+
+def count_entities(rt: Runtime, mapper: Any, namespace: str) -> int | None:
+    """How many entities the job will see, for the progress bar (None if unknown)."""
+    try:
+        adapter = Adapter(mapper)
+        return rt.store.count(adapter.kind_name(), adapter.filter_pbs(), namespace)
+    except Exception:  # a progress bar is not worth failing a job for
+        logger.debug("count failed", exc_info=True)
+        return None
+
+
+def print_summary(info: JobInfo) -> None:
+    counters = ", ".join(f"{k}={v}" for k, v in info.counters.items())
+    click.echo(f"job {info.id} {info.status.value}: {counters}")
+    if info.error:
+        click.echo(f"  error: {info.error}")
+        click.echo(f"  at key: {info.failed_key} (shard {info.failed_shard})")
+
+
+@click.command()
+@click.argument("job_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(job_id: str | None, as_json: bool) -> None:
+    """Show a job (the newest one when JOB_ID is omitted)."""
+    rt = runtime()
+    job_id = job_id or latest_job_id(rt)
+    if job_id is None:
+        raise NotFoundError("no jobs yet")
+    info = job_status(rt, job_id)
+    if as_json:
+        click.echo(json.dumps(info.to_json(), indent=2, sort_keys=True))
+        return
+    print_summary(info)
+    click.echo(f"  mapper: {info.mapper}  split: {info.split}")
+    for shard in info.shards:
+        counters = ", ".join(f"{k}={v}" for k, v in shard.counters.items())
+        click.echo(
+            f"  shard {shard.index}: {shard.status.value} slice={shard.slice} {counters}"
+            + (f"  last error: {shard.last_error}" if shard.last_error else "")
+        )
+
+
+@click.command()
+@click.argument("job_id")
+def abort(job_id: str) -> None:
+    """Abort a job; running slices stop at their next batch."""
+    click.echo(f"job {job_id} is {abort_job(runtime(), job_id).status.value}")
+
+
+@click.command()
+@click.argument("job_id")
+def pause(job_id: str) -> None:
+    """Pause a job; running slices stop at their next batch."""
+    click.echo(f"job {job_id} is {pause_job(runtime(), job_id).status.value}")
+
+
+@click.command()
+@click.argument("job_id")
+def resume(job_id: str) -> None:
+    """Resume a paused job (with the local dispatcher: runs it here until done)."""
+    rt = runtime()
+    info = resume_job(rt, job_id)
+    if rt.dispatcher.in_process:
+        info = Job(rt, job_id).wait(progress=Progress(None))
+    click.echo(f"job {job_id} is {info.status.value}")
