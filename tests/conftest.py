@@ -10,7 +10,7 @@ import pytest
 from google.cloud import datastore, ndb
 
 from mapper.settings import Settings
-from mapper.testing.emulator import Emulator, start_emulator
+from mapper.testing.emulator import Emulator, settings_for_tests, start_emulator
 
 EMULATOR_KINDS = ("datastore", "firestore")
 
@@ -49,14 +49,7 @@ def emulator_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulato
 @pytest.fixture
 def settings(emulator_env: Emulator, namespace: str) -> Settings:
     """Settings for the emulator; state and test data share the test's namespace."""
-    return Settings(
-        project=emulator_env.project,
-        emulator_host=emulator_env.host,
-        state_namespace=namespace,
-        slice_seconds=5.0,
-        lease_seconds=2.0,
-        max_attempts=3,
-    )
+    return settings_for_tests(emulator_env.host, emulator_env.project, namespace)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from mapper.errors import ConfigurationError
+from mapper.settings import Settings
 from mapper.testing.process import (
     ManagedProcess,
     free_port,
@@ -56,11 +57,7 @@ class Emulator(ManagedProcess):
     @property
     def env(self) -> dict[str, str]:
         """Environment variables that point google-cloud clients at this emulator."""
-        return {
-            "DATASTORE_EMULATOR_HOST": self.host,
-            "DATASTORE_PROJECT_ID": self.project,
-            "GOOGLE_CLOUD_PROJECT": self.project,
-        }
+        return client_env(self.host, self.project)
 
     @property
     def supports_metadata(self) -> bool:
@@ -88,6 +85,28 @@ class Emulator(ManagedProcess):
 
     def __enter__(self) -> Emulator:
         return self
+
+
+def client_env(host: str, project: str) -> dict[str, str]:
+    """Environment variables that point google-cloud clients at the emulator on ``host``."""
+    return {
+        "DATASTORE_EMULATOR_HOST": host,
+        "DATASTORE_PROJECT_ID": project,
+        "GOOGLE_CLOUD_PROJECT": project,
+    }
+
+
+def settings_for_tests(host: str, project: str, namespace: str) -> Settings:
+    """Settings for tests: state in ``namespace``, slices and leases short, few attempts,
+    so crash and retry tests finish in seconds."""
+    return Settings(
+        project=project,
+        emulator_host=host,
+        state_namespace=namespace,
+        slice_seconds=5.0,
+        lease_seconds=2.0,
+        max_attempts=3,
+    )
 
 
 def start_emulator(

@@ -1,8 +1,8 @@
 """The Cloud Tasks emulator (PyPI gcloud-tasks-emulator) for tests and local runs.
 
 gcloud-tasks-emulator pins protobuf<5, which the app's own google-cloud-tasks
-cannot share, so it lives in its own virtualenv, ``.venv-tasks`` beside the
-project (created on first use). Point the app at it with
+cannot share, so it lives in its own virtualenv, ``.venv-tasks`` in the working
+directory or ``$MAPPER_TASKS_EMULATOR_VENV`` (created on first use). Point the app at it with
 ``CLOUD_TASKS_EMULATOR_HOST=localhost:PORT``.
 
 How it delivers (read from gcloud-tasks-emulator 0.6.2's ``server.py``, and
@@ -53,9 +53,16 @@ from mapper.testing.process import ManagedProcess, free_port, listening, spawn
 #: Pinned: the delivery notes above were read from this version.
 EMULATOR_REQUIREMENT = "gcloud-tasks-emulator==0.6.2"
 DEFAULT_QUEUE = "projects/demo/locations/us-central1/queues/mapper"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_VENV = PROJECT_ROOT / ".venv-tasks"
-LOG_DIR = PROJECT_ROOT / ".emulators"
+
+
+def default_venv() -> Path:
+    """The emulator's virtualenv: ``MAPPER_TASKS_EMULATOR_VENV``, else ``.venv-tasks`` here."""
+    return Path(os.environ.get("MAPPER_TASKS_EMULATOR_VENV") or Path.cwd() / ".venv-tasks")
+
+
+def log_dir() -> Path:
+    """Where emulator logs go: ``.emulators`` in the working directory."""
+    return Path.cwd() / ".emulators"
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -76,7 +83,7 @@ def start_tasks_emulator(
     target_port: int = 8080,
     target_host: str = "localhost",
     max_retries: int | None = None,
-    venv: Path = DEFAULT_VENV,
+    venv: Path | None = None,
     timeout: float = 30.0,
 ) -> TasksEmulator:
     """Start the emulator with ``queue`` created; return once it accepts connections.
@@ -87,7 +94,7 @@ def start_tasks_emulator(
         target_port: where App Engine-target tasks are POSTed (the app's port).
         target_host: host of App Engine-target deliveries.
         max_retries: give up a failing task after this many retries (default: never).
-        venv: the emulator's own virtualenv, created if missing.
+        venv: the emulator's own virtualenv, created if missing (default: default_venv()).
         timeout: seconds to wait for the port to open.
 
     Raises:
@@ -95,8 +102,8 @@ def start_tasks_emulator(
     """
     executable = ensure_emulator_installed(venv)
     port = port or free_port()
-    LOG_DIR.mkdir(exist_ok=True)
-    log_path = LOG_DIR / f"tasks-emulator-{port}.log"
+    log_dir().mkdir(exist_ok=True)
+    log_path = log_dir() / f"tasks-emulator-{port}.log"
     command = [str(executable), "start", f"--port={port}", f"--target-port={target_port}"]
     command += [f"--target-host={target_host}", f"--default-queue={queue}"]
     if max_retries is not None:
@@ -120,8 +127,9 @@ def start_tasks_emulator(
     return emulator
 
 
-def ensure_emulator_installed(venv: Path = DEFAULT_VENV) -> Path:
+def ensure_emulator_installed(venv: Path | None = None) -> Path:
     """Create ``venv`` with the pinned emulator unless it is there; return its script."""
+    venv = venv or default_venv()
     executable = venv / "bin" / "gcloud-tasks-emulator"
     if executable.exists():
         return executable

@@ -12,7 +12,7 @@ from mapper.cli.main import main
 from mapper.engine.runtime import Runtime
 from mapper.settings import Settings
 from mapper.testing.faults import FaultPlan
-from tests.mappers import Person
+from tests.support.mappers import Person
 
 
 @pytest.fixture

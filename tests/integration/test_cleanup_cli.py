@@ -7,9 +7,9 @@ import json
 from google.cloud import datastore
 
 from mapper.transfer.export import ExportSpec, start_export
-from tests.cleanup_seed import put, snapshot
+from tests.support.cleanup_seed import put, snapshot
 
-MODELS = ["--models", "tests.cleanup_models"]
+MODELS = ["--models", "tests.support.cleanup_models"]
 
 
 def test_stale_properties_plan_exits_1_and_apply_yes_exits_0(cli, namespace, datastore_client):

@@ -9,7 +9,7 @@ from mapper.cleanup.missing import plan_missing
 from mapper.cleanup.table import apply
 from mapper.errors import CleanupError, DumpFormatError
 from mapper.transfer.export import ExportSpec, start_export
-from tests.cleanup_seed import kb, put, snapshot
+from tests.support.cleanup_seed import kb, put, snapshot
 
 
 def export(runtime, tmp_path, namespace, **options):

@@ -8,9 +8,9 @@ import json
 from mapper.cleanup.plan import Plan
 from mapper.cleanup.stale import plan_stale_kinds, plan_stale_properties
 from mapper.cleanup.table import apply
-from tests.cleanup_seed import entity, only, put, snapshot, without
+from tests.support.cleanup_seed import entity, only, put, snapshot, without
 
-MODELS = ["tests.cleanup_models"]
+MODELS = ["tests.support.cleanup_models"]
 
 
 def test_stale_kinds_plan_lists_exactly_them_and_changes_nothing(

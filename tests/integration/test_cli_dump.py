@@ -31,7 +31,7 @@ def test_export_then_import_keep_into_another_namespace(cli, namespace, seed, tm
     assert done.exit_code == 0, done.output
     assert "succeeded: 90 entities written" in done.output
     with runtime.context(target):
-        from tests.mappers import Person
+        from tests.support.mappers import Person
 
         assert Person.query().count() == 90
 

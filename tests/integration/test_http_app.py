@@ -15,10 +15,10 @@ from mapper.dispatch.messages import SliceTask, task_to_json
 from mapper.engine.runtime import Runtime
 from mapper.errors import ConfigurationError
 from mapper.testing.faults import FaultPlan
-from tests.mappers import Person
-from tests.tokens import OTHER_PRIVATE, TASK_SA, TASK_URL, LocalCerts, google_token
+from tests.support.mappers import Person
+from tests.support.tokens import OTHER_PRIVATE, TASK_SA, TASK_URL, LocalCerts, google_token
 
-TOUCH = "tests.mappers:TouchPeople"
+TOUCH = "tests.support.mappers:TouchPeople"
 
 
 class RecordingDispatcher(Dispatcher):
@@ -92,7 +92,7 @@ def test_post_jobs_accepts_exactly_once_and_the_status_shows_it(client, namespac
 
 
 def test_errors_are_json_with_4xx_codes(client, namespace):
-    bad = client.post("/_mapper/jobs", json={"mapper": "tests.mappers:Nope"})
+    bad = client.post("/_mapper/jobs", json={"mapper": "tests.support.mappers:Nope"})
     assert bad.status_code == 400 and "Nope" in bad.json["error"]
     assert client.post("/_mapper/jobs", data="not json").status_code == 400
     missing = client.get("/_mapper/jobs/no-such-job")
@@ -128,7 +128,7 @@ def manual(settings):
 def test_a_slice_whose_retries_are_spent_fails_the_job_and_answers_2xx(manual, namespace, seed):
     client, _, dispatcher = manual
     seed(20)
-    body = {"mapper": "tests.mappers:Poison", "params": {"poison": "p00003"},
+    body = {"mapper": "tests.support.mappers:Poison", "params": {"poison": "p00003"},
             "namespace": namespace, "id": "poisoned"}  # fmt: skip
     assert client.post("/_mapper/jobs", json=body).status_code == 200
     (first,) = dispatcher.enqueued
@@ -314,7 +314,7 @@ def test_cleanup_plans_and_applies_through_the_admin_api(client, namespace, data
     for order in orders:
         order.update({"total": 1, "legacy_code": "x"})
     datastore_client.put_multi(orders)
-    body = {"models": "tests.cleanup_models", "namespace": namespace}
+    body = {"models": "tests.support.cleanup_models", "namespace": namespace}
     planned = client.post("/_mapper/cleanup/stale-properties", json=body).json
     assert planned["plan"]["counts"] == {"Order.legacy_code": 3} and planned["applied"] is None
     applied = client.post("/_mapper/cleanup/stale-properties", json={**body, "apply": True}).json

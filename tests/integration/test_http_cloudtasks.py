@@ -19,7 +19,7 @@ from mapper.dispatch.messages import SliceTask
 from mapper.settings import Settings
 from mapper.testing.process import free_port
 from mapper.testing.tasks_emulator import DEFAULT_QUEUE, TasksEmulator, start_tasks_emulator
-from tests.mappers import seed_people_raw
+from tests.support.mappers import seed_people_raw
 
 ENTITIES = 20_000
 
@@ -114,7 +114,7 @@ def test_one_post_runs_a_4_shard_20k_job_through_the_tasks_emulator(
     # shard there (asserted below).
     seed_people_raw(datastore_client, ENTITIES)
     started = time.monotonic()
-    body = {"mapper": "tests.mappers:TouchPeople", "namespace": namespace, "shards": 4,
+    body = {"mapper": "tests.support.mappers:TouchPeople", "namespace": namespace, "shards": 4,
             "batch_size": 500, "id": "e2e"}  # fmt: skip
     reply = served.post("/_mapper/jobs", json=body)
     assert reply.status_code == 200 and reply.json() == {"id": "e2e"}
@@ -133,7 +133,7 @@ def test_one_post_runs_a_4_shard_20k_job_through_the_tasks_emulator(
 
 def test_duplicated_tasks_change_nothing(served, namespace, datastore_client, tasks_emulator):
     seed_people_raw(datastore_client, 2_000)
-    body = {"mapper": "tests.mappers:TouchPeople", "namespace": namespace, "shards": 2,
+    body = {"mapper": "tests.support.mappers:TouchPeople", "namespace": namespace, "shards": 2,
             "batch_size": 200, "id": "dup"}  # fmt: skip
     served.post("/_mapper/jobs", json=body)
     # The emulator does not de-duplicate names: every first slice arrives twice more.
@@ -156,7 +156,7 @@ def test_a_failing_slice_fails_the_job_and_the_queue_stops_delivering_it(
     served, namespace, datastore_client
 ):
     seed_people_raw(datastore_client, 50)
-    body = {"mapper": "tests.mappers:Poison", "params": {"poison": "p00025"},
+    body = {"mapper": "tests.support.mappers:Poison", "params": {"poison": "p00025"},
             "namespace": namespace, "batch_size": 10, "id": "poison"}  # fmt: skip
     served.post("/_mapper/jobs", json=body)
 

@@ -79,7 +79,7 @@ def gunicorn(gunicorn_env, tmp_path) -> Iterator[Gunicorn]:
 def test_app_yaml_entrypoint_serves_main_app_and_runs_a_job(gunicorn, namespace, seed):
     seed(100)
     gunicorn.wait_listening()
-    body = {"mapper": "tests.mappers:TouchPeople", "namespace": namespace, "id": "gun"}
+    body = {"mapper": "tests.support.mappers:TouchPeople", "namespace": namespace, "id": "gun"}
 
     reply = requests.post(f"{gunicorn.url}/_mapper/jobs", json=body, timeout=30)
 

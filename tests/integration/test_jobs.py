@@ -10,11 +10,11 @@ from mapper.engine.jobs import Job, start_job
 from mapper.engine.spec import JobSpec
 from mapper.engine.status import job_status
 from mapper.errors import InvalidJobError, JobStateError
-from tests import mappers
+from tests.support import mappers
 
 
 def run(runtime, namespace, mapper, timeout=120, **options):
-    spec = JobSpec(mapper=f"tests.mappers:{mapper}", namespace=namespace, **options)
+    spec = JobSpec(mapper=f"tests.support.mappers:{mapper}", namespace=namespace, **options)
     job = start_job(runtime, spec)
     return job, job.wait(timeout=timeout)
 
@@ -88,6 +88,10 @@ def test_finish_runs_once_after_all_shards(runtime, namespace, seed):
     job, status = run(runtime, namespace, "RecordsFinish", shards=4, batch_size=50)
     runtime.dispatcher.wait_idle(10)
     assert mappers.FINISHED.count(job.id) == 1
+    # finish() ran after the last shard: the job is final, with every shard's counts.
+    assert status.status == "succeeded" and status.finished is not None
+    assert status.shards_done == len(status.shards) > 1
+    assert status.counters == {"processed": 400, "put": 400, "deleted": 0}
 
 
 def test_duplicate_finalize_delivery_runs_finish_once(runtime, namespace, seed):
@@ -103,7 +107,7 @@ def test_duplicate_finalize_delivery_runs_finish_once(runtime, namespace, seed):
 
 def test_same_client_id_starts_one_job(runtime, namespace, seed, people):
     seed(200)
-    spec = JobSpec(mapper="tests.mappers:TouchPeople", namespace=namespace, id="fixed-id-1")
+    spec = JobSpec(mapper="tests.support.mappers:TouchPeople", namespace=namespace, id="fixed-id-1")
     first = start_job(runtime, spec)
     second = start_job(runtime, spec)
     assert first.id == second.id == "fixed-id-1"
@@ -114,9 +118,9 @@ def test_same_client_id_starts_one_job(runtime, namespace, seed, people):
 
 def test_bad_mapper_spec_is_refused_before_any_write(runtime, namespace):
     with pytest.raises(InvalidJobError, match="no attribute 'Nope'"):
-        start_job(runtime, JobSpec(mapper="tests.mappers:Nope", namespace=namespace))
+        start_job(runtime, JobSpec(mapper="tests.support.mappers:Nope", namespace=namespace))
     with pytest.raises(InvalidJobError, match="not a subclass"):
-        start_job(runtime, JobSpec(mapper="tests.mappers:Person", namespace=namespace))
+        start_job(runtime, JobSpec(mapper="tests.support.mappers:Person", namespace=namespace))
     from mapper.engine.status import list_job_ids
 
     assert list_job_ids(runtime) == []
@@ -126,7 +130,9 @@ def test_pause_stops_at_a_batch_boundary_and_resume_finishes(runtime, namespace,
     seed(1500)
     job = start_job(
         runtime,
-        JobSpec(mapper="tests.mappers:TouchPeople", namespace=namespace, batch_size=20, shards=2),
+        JobSpec(
+            mapper="tests.support.mappers:TouchPeople", namespace=namespace, batch_size=20, shards=2
+        ),
     )
     job.pause()
     runtime.dispatcher.wait_idle(30)
@@ -144,7 +150,8 @@ def test_pause_stops_at_a_batch_boundary_and_resume_finishes(runtime, namespace,
 def test_abort_stops_the_job_and_cannot_be_resumed(runtime, namespace, seed):
     seed(1500)
     job = start_job(
-        runtime, JobSpec(mapper="tests.mappers:TouchPeople", namespace=namespace, batch_size=20)
+        runtime,
+        JobSpec(mapper="tests.support.mappers:TouchPeople", namespace=namespace, batch_size=20),
     )
     job.abort()
     runtime.dispatcher.wait_idle(30)

@@ -26,7 +26,7 @@ def two_sites(runtime, namespace, tmp_path):
         sites.seed_site("B", ("python", "rust"))
     out = str(tmp_path / "site-b")
     spec = ExportSpec(out=out, kinds=KINDS, namespaces=[site_b], batch_size=3, shards=2)
-    assert start_export(runtime, spec).wait(timeout=120)["status"] == "succeeded"
+    assert start_export(runtime, spec).wait(timeout=120).status == "succeeded"
     return out
 
 
@@ -135,7 +135,9 @@ def test_dangling_fail_refuses_before_writing_any_entity(runtime, namespace, two
 def test_on_conflict_overwrite_replaces_the_same_name_entity(runtime, namespace, two_sites):
     merge(runtime, namespace, two_sites, on_conflict="overwrite")
     with runtime.context(namespace):
-        assert Config.get_by_id("site").theme == "B theme"
+        configs = Config.query().fetch()
+    # Overwritten in place: one Config, B's, under the same name (no second entity).
+    assert [(c.key.id(), c.theme) for c in configs] == [("site", "B theme")]
 
 
 def test_rename_names_prefix_keeps_both_named_entities(runtime, namespace, two_sites):
@@ -266,7 +268,7 @@ def test_key_map_records_exist_only_for_kinds_something_refers_to(runtime, names
     from mapper.datastore.rpc import Key
     from mapper.transfer.keymap import KIND as KEYMAP_KIND
 
-    assert merge(runtime, namespace, two_sites)["status"] == "succeeded"
+    assert merge(runtime, namespace, two_sites).status == "succeeded"
     records = runtime.store.run_query(_kind_query(KEYMAP_KIND), namespace).entity_results
     kinds = {Key.FromString(r.entity.properties["old"].blob_value).path[-1].kind for r in records}
     # Activities are referenced by nothing: the part records alone map them.

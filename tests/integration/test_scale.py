@@ -12,7 +12,7 @@ from mapper.engine.jobs import start_job
 from mapper.engine.runtime import Runtime
 from mapper.engine.spec import JobSpec
 from mapper.testing.faults import FaultPlan
-from tests.mappers import Person, seed_people_raw
+from tests.support.mappers import Person, seed_people_raw
 
 ENTITIES = 50_000
 BATCH = 250
@@ -57,7 +57,10 @@ def test_touch_50k_entities_on_4_shards_under_duplicates_and_crashes_counts_exac
     chaos.runtime = rt
     try:
         spec = JobSpec(
-            mapper="tests.mappers:TouchPeople", namespace=namespace, shards=4, batch_size=BATCH
+            mapper="tests.support.mappers:TouchPeople",
+            namespace=namespace,
+            shards=4,
+            batch_size=BATCH,
         )
         status = start_job(rt, spec).wait(timeout=400)
         rt.dispatcher.wait_idle(60)  # type: ignore[attr-defined]

@@ -65,9 +65,9 @@ def run_job(url: str, body: dict) -> None:
 
 def test_status_page_shows_jobs_shards_counters_and_errors(browser, served, namespace, seed):
     seed(120)
-    run_job(served, {"mapper": "tests.mappers:TouchPeople", "namespace": namespace,
+    run_job(served, {"mapper": "tests.support.mappers:TouchPeople", "namespace": namespace,
                      "shards": 2, "id": "page-ok"})  # fmt: skip
-    run_job(served, {"mapper": "tests.mappers:Poison", "namespace": namespace,
+    run_job(served, {"mapper": "tests.support.mappers:Poison", "namespace": namespace,
                      "params": {"poison": "p00042"}, "id": "page-bad"})  # fmt: skip
 
     browser.get(f"{served}/_mapper/")

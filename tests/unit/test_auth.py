@@ -22,7 +22,7 @@ from mapper.web.auth import (
     require_admin_auth,
     require_task_auth,
 )
-from tests.tokens import (
+from tests.support.tokens import (
     ADMIN,
     GOOGLE_PUBLIC,
     IAP_AUDIENCE,

@@ -15,8 +15,8 @@ from mapper.cleanup.table import load_plan
 from mapper.cli.main import main
 from mapper.datastore.rpc import Entity, Filter, Key
 from mapper.errors import CleanupError
-from tests.cleanup_models import Bag, Order, Person
-from tests.fixtures_alltypes import key
+from tests.support.cleanup_models import Bag, Order, Person
+from tests.support.fixtures_alltypes import key
 
 
 def make_key(*path, namespace=""):
@@ -86,7 +86,7 @@ def test_stale_properties_are_those_the_model_does_not_define():
 
 
 def test_model_classes_finds_the_models_a_module_defines():
-    found = model_classes(["tests.cleanup_models"])
+    found = model_classes(["tests.support.cleanup_models"])
     assert found["Person"] is Person and found["Bag"] is Bag
     assert "Mapper" not in found
 
@@ -96,7 +96,7 @@ def test_model_classes_finds_the_models_a_module_defines():
     [
         (["no.such.module"], "cannot import models module 'no.such.module'"),
         (["json"], r"no ndb.Model classes in \['json'\]"),
-        ("tests.cleanup_models", "as a list"),
+        ("tests.support.cleanup_models", "as a list"),
         ([], "as a list"),
     ],
 )

@@ -177,8 +177,14 @@ def test_delay_sets_schedule_time_and_no_delay_leaves_it_unset() -> None:
 
 def test_make_dispatcher_is_local_without_a_queue() -> None:
     dispatcher = make_dispatcher(Settings(project="demo", local_workers=2))
+    ran: list[SliceTask] = []
     try:
-        assert isinstance(dispatcher, LocalDispatcher)
+        assert isinstance(dispatcher, LocalDispatcher) and dispatcher.in_process
+        dispatcher.bind(ran.append)
+        task = SliceTask("job1", 0, 0)
+        assert dispatcher.enqueue(task) and dispatcher.wait_idle(5)
+        assert not dispatcher.enqueue(task)  # a used name is refused, as Cloud Tasks does
+        assert dispatcher.wait_idle(5) and ran == [task]  # run here, in this process, once
     finally:
         dispatcher.close()
 
@@ -187,6 +193,10 @@ def test_make_dispatcher_uses_cloud_tasks_with_a_queue() -> None:
     settings = app_engine_settings(tasks_emulator_host="localhost:1")
     dispatcher = make_dispatcher(settings)
     try:
-        assert isinstance(dispatcher, CloudTasksDispatcher)
+        assert isinstance(dispatcher, CloudTasksDispatcher) and not dispatcher.in_process
+        # Tasks go to the configured queue, by name, as App Engine requests to the slice path.
+        built = dispatcher.build_task(SliceTask("job1", 0, 0))
+        assert built.name.startswith(f"{settings.queue}/tasks/")
+        assert built.app_engine_http_request.relative_uri.endswith("/tasks/slice")
     finally:
         dispatcher.close()

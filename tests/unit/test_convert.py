@@ -9,7 +9,7 @@ from google.cloud.datastore import helpers
 from google.cloud.ndb import model as ndb_model
 
 from mapper.datastore.convert import entity_to_pb, key_to_pb
-from tests.fixtures_alltypes import all_types_entities
+from tests.support.fixtures_alltypes import all_types_entities
 
 
 def library(entity: datastore.Entity) -> bytes:

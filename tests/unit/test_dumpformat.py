@@ -28,7 +28,14 @@ from mapper.dump.manifest import (
 )
 from mapper.dump.parts import PartInfo, part_relpath, read_part, scan_part, write_part
 from mapper.errors import ConfigurationError, DumpFormatError
-from tests.fixtures_alltypes import Entity, all_types_entities, entity, entity_value, key, scalar
+from tests.support.fixtures_alltypes import (
+    Entity,
+    all_types_entities,
+    entity,
+    entity_value,
+    key,
+    scalar,
+)
 
 PROJECT, NAMESPACE = "proj", "ns1"
 ALL = all_types_entities(PROJECT, NAMESPACE)

@@ -1,4 +1,4 @@
-"""The models the cleanup tests consider current (``--models tests.cleanup_models``)."""
+"""The models the cleanup tests consider current (``--models tests.support.cleanup_models``)."""
 
 from __future__ import annotations
 

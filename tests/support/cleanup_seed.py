@@ -10,7 +10,7 @@ from mapper.cleanup.plan import scan
 from mapper.datastore.keys import key_bytes
 from mapper.engine.runtime import Runtime
 
-#: Every user kind the cleanup tests seed (tests.cleanup_models plus stale ones).
+#: Every user kind the cleanup tests seed (tests.support.cleanup_models plus stale ones).
 KINDS = ("Person", "Order", "Note", "Line", "Bag", "OldThing", "Legacy")
 
 

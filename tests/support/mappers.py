@@ -1,4 +1,4 @@
-"""Mappers and models the tests run (importable as ``tests.mappers:Class``)."""
+"""Mappers and models the tests run (importable as ``tests.support.mappers:Class``)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Helpers the tests share: models, mappers, seeders, fixtures data, signing keys."""
