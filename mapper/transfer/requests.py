@@ -65,9 +65,8 @@ def import_spec(fields: Mapping[str, Any]) -> ImportSpec:
         raise ConfigurationError("use --keep-names or --rename-names, not both")
     mode = given.get("mode", ImportSpec.mode)
     if mode != "remap" and remap:
-        raise ConfigurationError(
-            f"remap options ({', '.join(sorted(remap))}) need mode 'remap', not {mode!r}"
-        )
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in sorted(remap))
+        raise ConfigurationError(f"remap options ({flags}) need --mode remap, not {mode!r}")
     options = parse_options(**remap) if remap else RemapOptions()
     for flag in ("move_project", "dry_run"):
         if flag in given:
