@@ -28,6 +28,13 @@ class Mapper:
     #: True: ``map`` gets raw ``google.datastore.v1.Entity`` protobufs, and KIND
     #: may be set per instance (the built-in jobs take their kind from params).
     RAW = False
+    #: A model mapper writes back the stored properties its model does not declare,
+    #: exactly as read. True: drop them instead (counted as ``undeclared_dropped``).
+    DROP_UNDECLARED = False
+    #: ndb hooks: ``_pre_put_hook`` always runs. True: ``_post_put_hook``,
+    #: ``_pre_delete_hook`` and ``_post_delete_hook`` run too (post hooks once the
+    #: batch's writes committed).
+    RUN_HOOKS = False
 
     def __init__(self, **params: Any):
         try:

@@ -9,13 +9,16 @@ the user's class.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from google.cloud import datastore, ndb
 from google.cloud.datastore import helpers
 from google.cloud.ndb import model as ndb_model
+from google.cloud.ndb import tasklets
 
 from mapper.datastore.convert import entity_to_pb, key_to_pb
+from mapper.datastore.keys import key_bytes
 from mapper.datastore.query import filters_from
 from mapper.datastore.rpc import Entity, Key
 from mapper.errors import InvalidJobError
@@ -54,6 +57,12 @@ class Adapter:
         self.mapper = mapper
         self.raw = bool(getattr(mapper, "RAW", False))
         self.model = not self.raw and not isinstance(mapper.KIND, str)
+        self.drop_undeclared = bool(getattr(mapper, "DROP_UNDECLARED", False))
+        self.run_hooks = bool(getattr(mapper, "RUN_HOOKS", False))
+        #: The key being mapped, so a failure can name it.
+        self.current_key: Any = None
+        #: ndb post-put and post-delete hooks of the batch, run once its writes committed.
+        self._post_hooks: list[Callable[[], None]] = []
 
     def bind(self, job_id: str, shard: int | None, runtime: Runtime) -> Adapter:
         self.mapper.bind(job_id, shard, runtime)
@@ -81,23 +90,52 @@ class Adapter:
             return ndb_model._entity_from_protobuf(pb)
         return helpers.entity_from_protobuf(pb)
 
-    def encode(self, entity: Any) -> Any:
-        """What ``map`` returned to put -> raw entity protobuf."""
+    def encode(self, entity: Any, read: dict[bytes, Any] | None = None) -> Any:
+        """What ``map`` returned to put -> raw entity protobuf.
+
+        A model entity written back over one the batch read (``read``: raw
+        entities by key bytes) keeps the stored properties its model does not
+        declare, values and index flags exactly as read, unless the mapper says
+        ``DROP_UNDECLARED = True``.
+        """
         if isinstance(entity, Entity):
             return entity
         if isinstance(entity, ndb.Model):
             entity._pre_put_hook()
             entity._prepare_for_put()
-            return entity_to_pb(ndb_model._entity_to_ds_entity(entity, set_key=True))
+            pb = entity_to_pb(ndb_model._entity_to_ds_entity(entity, set_key=True))
+            stored = (read or {}).get(key_bytes(pb.key))
+            if stored is not None and not isinstance(entity, ndb.Expando):
+                self._keep_undeclared(type(entity), stored, pb)
+            if self.run_hooks:
+                self._post_hooks.append(lambda: entity._post_put_hook(_done(entity.key)))
+            return pb
         if isinstance(entity, datastore.Entity):
             return entity_to_pb(entity)
         raise InvalidJobError(f"map() returned a non-entity to put: {entity!r}")
+
+    def _keep_undeclared(self, model: Any, stored: Any, pb: Any) -> None:
+        declared = {prop._name for prop in model._properties.values()}
+        undeclared = [
+            name
+            for name in stored.properties
+            if name not in pb.properties and name.split(".", 1)[0] not in declared
+        ]
+        if not undeclared:
+            return
+        if self.drop_undeclared:
+            self.mapper.count("undeclared_dropped", len(undeclared))
+            return
+        for name in undeclared:
+            pb.properties[name].CopyFrom(stored.properties[name])
 
     def encode_key(self, key: Any) -> Any:
         """What ``map`` returned to delete -> raw key protobuf."""
         if isinstance(key, Key):
             return key
         if isinstance(key, ndb.Key):
+            if self.run_hooks:
+                self._delete_hooks(key)
             return key_to_pb(key._key)
         if isinstance(key, datastore.Key):
             return key_to_pb(key)
@@ -115,6 +153,8 @@ class Adapter:
         mapper = self.mapper
         puts: list[Any] = []
         deletes: list[Any] = []
+        read = {key_bytes(pb.key): pb for pb in entities} if self.model else None
+        self._post_hooks = []
         mapper.take_counts()
         mapper.start_batch(entities)
         for pb in entities:
@@ -122,7 +162,7 @@ class Adapter:
             result = mapper.map(self.decode(pb))
             if result:
                 to_put, to_delete = result
-                puts.extend(self.encode(e) for e in to_put or ())
+                puts.extend(self.encode(e, read) for e in to_put or ())
                 deletes.extend(self.encode_key(k) for k in to_delete or ())
         self.current_key = None
         mapper.end_batch(number)
@@ -130,4 +170,22 @@ class Adapter:
         counts.update(mapper.take_counts())
         return puts, deletes, counts
 
-    current_key: Any = None
+    def after_write(self) -> None:
+        """Run the batch's ndb post-put and post-delete hooks (``RUN_HOOKS``) once it committed."""
+        hooks, self._post_hooks = self._post_hooks, []
+        for hook in hooks:
+            hook()
+
+    def _delete_hooks(self, key: Any) -> None:
+        model = ndb.Model._kind_map.get(key.kind())
+        if model is None:
+            return
+        model._pre_delete_hook(key)
+        self._post_hooks.append(lambda: model._post_delete_hook(key, _done(None)))
+
+
+def _done(result: Any) -> Any:
+    """A finished ndb future holding ``result``: what ndb's post hooks are given."""
+    future = tasklets.Future()
+    future.set_result(result)
+    return future

@@ -172,6 +172,7 @@ class _SliceRunner:
                 puts, deletes, counts = self._map([r.entity for r in results])
                 self._fault("after_map")
                 store.write(puts, deletes)
+                self.adapter.after_write()
                 self._fault("after_write")
             self._checkpoint(last, counts, finished)
             if self._should_stop(finished):
@@ -223,6 +224,7 @@ class _SliceRunner:
 
         try:
             txns.run_in_transaction(self.rt.store, fn)
+            self.adapter.after_write()
         except core_exceptions.InvalidArgument as e:
             # The Datastore emulator allows 25 entity groups per transaction.
             if "entity groups" in str(e) or "too many" in str(e).lower():
