@@ -15,14 +15,16 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-# The status-page tests drive Debian's Chromium; installed when missing (needs root).
-BROWSER := /usr/bin/chromium /usr/bin/chromedriver
-$(BROWSER):
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
-	  || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver) \
-	  || { echo "need Chromium: apt-get install chromium chromium-driver"; exit 1; }
+# Debian packages the tests drive, installed when missing (needs root): Chromium for the
+# status page, redis-server and memcached as an app's ndb global cache.
+SYSTEM_PACKAGES := chromium chromium-driver redis-server memcached
+SYSTEM_TOOLS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/redis-server /usr/bin/memcached
+$(SYSTEM_TOOLS):
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null \
+	  || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_PACKAGES)) \
+	  || { echo "need: apt-get install $(SYSTEM_PACKAGES)"; exit 1; }
 
-test: venv $(BROWSER)
+test: venv $(SYSTEM_TOOLS)
 	$(VENV)/bin/ruff check mapper handlers tests bench examples main.py
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 

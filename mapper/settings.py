@@ -51,6 +51,9 @@ class Settings:
     local_workers: int = 8
     #: Where dumps uploaded to ``POST /_mapper/imports`` are kept (a directory or gs://).
     upload_location: str = "uploads"
+    #: The app's ndb global cache, kept coherent with every write (see datastore/cache.py):
+    #: ``redis://HOST:PORT/DB``, ``memcached://HOST:PORT`` or ``module:callable``.
+    ndb_global_cache: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -80,6 +83,7 @@ class Settings:
             max_attempts=int(_number(env, "MAPPER_MAX_ATTEMPTS", 5)),
             local_workers=int(_number(env, "MAPPER_LOCAL_WORKERS", 8)),
             upload_location=env.get("MAPPER_UPLOAD_LOCATION", "uploads"),
+            ndb_global_cache=env.get("MAPPER_NDB_GLOBAL_CACHE") or None,
         )
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]

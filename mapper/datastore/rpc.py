@@ -19,6 +19,7 @@ from google.cloud.datastore_v1.types import datastore as _datastore_types
 from google.cloud.datastore_v1.types import entity as _entity_types
 from google.cloud.datastore_v1.types import query as _query_types
 
+from mapper.datastore.cache import CacheCoherence
 from mapper.datastore.keys import key_bytes, key_repr
 from mapper.errors import PermanentSliceError
 from mapper.settings import Settings
@@ -79,10 +80,18 @@ RpcHook = Callable[[str], None]
 class Store:
     """Datastore RPCs for one project/database, over one gRPC channel."""
 
-    def __init__(self, settings: Settings, channel: grpc.Channel, rpc_hook: RpcHook | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        channel: grpc.Channel,
+        rpc_hook: RpcHook | None = None,
+        coherence: CacheCoherence | None = None,
+    ):
         self.project = settings.project
         self.database = settings.database
         self.rpc_hook = rpc_hook
+        #: The app's ndb global cache, kept coherent around every commit (or None).
+        self.coherence = coherence
         self.retries = 5
         self.max_commit_bytes = (
             EMULATOR_MAX_COMMIT_BYTES if settings.emulator_host else MAX_COMMIT_BYTES
@@ -202,8 +211,15 @@ class Store:
             mutations.add().upsert.CopyFrom(entity)
         for key in deletes:
             mutations.add().delete.CopyFrom(key)
-        # A non-transactional upsert/delete batch is idempotent: safe to retry.
-        return self._call("Commit", request, retry=transaction is None)
+        if self.coherence is None:
+            # A non-transactional upsert/delete batch is idempotent: safe to retry.
+            return self._call("Commit", request, retry=transaction is None)
+        # As ndb does: a failed commit leaves its locks to expire, so no reader
+        # caches a value the commit may or may not have replaced.
+        locks = self.coherence.lock([e.key for e in upserts] + list(deletes))
+        response = self._call("Commit", request, retry=transaction is None)
+        self.coherence.unlock(locks)
+        return response
 
     def write(self, upserts: Sequence[Any], deletes: Sequence[Any]) -> int:
         """Write everything in as many bounded commits as it takes; returns commits made."""

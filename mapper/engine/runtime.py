@@ -9,6 +9,7 @@ from typing import Any
 
 from google.cloud import ndb
 
+from mapper.datastore.cache import CacheCoherence, global_cache_from
 from mapper.datastore.rpc import Store
 from mapper.dispatch.base import Dispatcher
 from mapper.dispatch.messages import Task
@@ -36,7 +37,13 @@ class Runtime:
             os.environ["DATASTORE_EMULATOR_HOST"] = settings.emulator_host
         self.client = ndb.Client(project=settings.project, database=settings.database or None)
         self.faults = faults
-        self.store = Store(settings, self.client.stub.grpc_channel, rpc_hook=self._rpc_hook)
+        coherence = None
+        if settings.ndb_global_cache:
+            cache = global_cache_from(settings.ndb_global_cache)
+            coherence = CacheCoherence(self.client, cache)
+        self.store = Store(
+            settings, self.client.stub.grpc_channel, rpc_hook=self._rpc_hook, coherence=coherence
+        )
         if dispatcher is None:
             dispatcher = make_dispatcher(settings)
         self.dispatcher = dispatcher
