@@ -11,6 +11,7 @@ from mapper.errors import ConfigurationError
 
 _QUEUE_RE = re.compile(r"^projects/([^/]+)/locations/([^/]+)/queues/([A-Za-z0-9-]+)$")
 _HOSTPORT_RE = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d+$")
+_URL_PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +55,8 @@ class Settings:
     #: The app's ndb global cache, kept coherent with every write (see datastore/cache.py):
     #: ``redis://HOST:PORT/DB``, ``memcached://HOST:PORT`` or ``module:callable``.
     ndb_global_cache: str | None = None
+    #: Path under which mapper.web mounts its endpoints, and where tasks are sent.
+    url_prefix: str = "/_mapper"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -84,6 +87,7 @@ class Settings:
             local_workers=int(_number(env, "MAPPER_LOCAL_WORKERS", 8)),
             upload_location=env.get("MAPPER_UPLOAD_LOCATION", "uploads"),
             ndb_global_cache=env.get("MAPPER_NDB_GLOBAL_CACHE") or None,
+            url_prefix=env.get("MAPPER_URL_PREFIX") or "/_mapper",
         )
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]
@@ -109,6 +113,11 @@ class Settings:
             raise ConfigurationError(f"MAPPER_AUTH must be iap, oidc or off, got {self.auth!r}")
         if self.auth == "off" and self.on_app_engine:
             raise ConfigurationError("MAPPER_AUTH=off is refused on App Engine")
+        if not _URL_PREFIX_RE.match(self.url_prefix):
+            raise ConfigurationError(
+                "MAPPER_URL_PREFIX must be a path such as /_mapper or /admin/mapper "
+                f"(leading slash, no trailing slash), got {self.url_prefix!r}"
+            )
         if self.slice_seconds <= 0 or self.lease_seconds <= 0 or self.max_attempts < 1:
             raise ConfigurationError(
                 "MAPPER_SLICE_SECONDS and MAPPER_LEASE_SECONDS must be > 0 and "

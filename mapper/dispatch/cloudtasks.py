@@ -18,10 +18,10 @@ from mapper.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-#: Where each kind of task is delivered, relative to the app's base URL.
+#: Where each kind of task is delivered, under ``settings.url_prefix`` (mapper.web's mount).
 TASK_PATHS = {
-    "slice": "/_mapper/tasks/slice",
-    "finalize": "/_mapper/tasks/finalize",
+    "slice": "/tasks/slice",
+    "finalize": "/tasks/finalize",
 }
 
 #: A slice stops this long before the queue would give up on its request.
@@ -114,7 +114,7 @@ class CloudTasksDispatcher(Dispatcher):
         """The Task proto :meth:`enqueue` sends for ``task``."""
         body = task_to_json(task).encode()
         headers = {"Content-Type": "application/json"}
-        path = TASK_PATHS[task.kind]
+        path = self.settings.url_prefix + TASK_PATHS[task.kind]
         proto = tasks_v2.Task(name=f"{self.queue}/tasks/{task.task_name()}")
         if self.settings.task_url is None:
             proto.app_engine_http_request = tasks_v2.AppEngineHttpRequest(

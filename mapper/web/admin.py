@@ -17,7 +17,7 @@ ACTIONS = {"abort": abort_job, "pause": pause_job, "resume": resume_job}
 
 
 def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Blueprint:
-    bp = flask.Blueprint("mapper_admin", __name__, url_prefix="/_mapper/jobs")
+    bp = flask.Blueprint("mapper_admin", __name__, url_prefix=f"{runtime.settings.url_prefix}/jobs")
     guard = require_admin_auth(runtime.settings, verifier)
 
     @bp.post("")

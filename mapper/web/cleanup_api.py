@@ -13,7 +13,9 @@ from mapper.web.auth import Verifier, require_admin_auth
 
 
 def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Blueprint:
-    bp = flask.Blueprint("mapper_cleanup", __name__, url_prefix="/_mapper/cleanup")
+    bp = flask.Blueprint(
+        "mapper_cleanup", __name__, url_prefix=f"{runtime.settings.url_prefix}/cleanup"
+    )
     guard = require_admin_auth(runtime.settings, verifier)
 
     @bp.post("/<name>")

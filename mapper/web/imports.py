@@ -27,7 +27,9 @@ _FLAGS = ("move_project", "dry_run")
 
 
 def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Blueprint:
-    bp = flask.Blueprint("mapper_imports", __name__, url_prefix="/_mapper/imports")
+    bp = flask.Blueprint(
+        "mapper_imports", __name__, url_prefix=f"{runtime.settings.url_prefix}/imports"
+    )
     guard = require_admin_auth(runtime.settings, verifier)
 
     @bp.post("")

@@ -23,23 +23,40 @@ def init_app(
     settings: Settings | None = None,
     runtime: Runtime | None = None,
     verifier: Verifier | None = None,
+    url_prefix: str | None = None,
 ) -> Runtime:
-    """Register mapper's blueprints and error handlers on ``app``; return its Runtime.
+    """Mount mapper's task endpoints, admin API and status page on ``app``; return its Runtime.
 
-    ``settings`` default to the environment (validated); ``runtime`` and
-    ``verifier`` are for tests (a Runtime with a fault plan, a Verifier with
-    local keys). ``MAPPER_AUTH=off`` inside App Engine is refused here.
+    Args:
+        app: the Flask app, usually the user's own.
+        settings: default: the environment (validated), or ``runtime.settings``.
+        runtime: for tests (a Runtime with a fault plan).
+        verifier: for tests (a Verifier with local keys).
+        url_prefix: where the endpoints go; default ``settings.url_prefix``
+            (``MAPPER_URL_PREFIX``, ``/_mapper``). Cloud Tasks slices are sent
+            under the same prefix.
+
+    Error handlers are the blueprints' own: the app's other views keep theirs.
+    ``MAPPER_AUTH=off`` inside App Engine is refused here.
     """
     if settings is None:
         settings = runtime.settings if runtime is not None else Settings.from_env()
+    if url_prefix is not None and url_prefix != settings.url_prefix:
+        if runtime is not None:
+            raise ConfigurationError(
+                f"url_prefix={url_prefix!r} differs from the runtime's "
+                f"{settings.url_prefix!r}, where its tasks go: set it in the runtime's settings"
+            )
+        settings = settings.replace(url_prefix=url_prefix)
     settings.validate()
     refuse_auth_off_on_app_engine(settings)
     runtime = runtime or Runtime(settings)
     app.extensions["mapper"] = runtime
     for module in (tasks, admin, imports, cleanup_api, status):
-        app.register_blueprint(module.blueprint(runtime, verifier))
-    app.register_error_handler(MapperError, _mapper_error)
-    app.register_error_handler(RetrySlice, _retry)
+        bp = module.blueprint(runtime, verifier)
+        bp.register_error_handler(MapperError, _mapper_error)
+        bp.register_error_handler(RetrySlice, _retry)
+        app.register_blueprint(bp)
     return runtime
 
 

@@ -13,7 +13,10 @@ from mapper.web.auth import Verifier, require_admin_auth
 
 def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Blueprint:
     bp = flask.Blueprint(
-        "mapper_status", __name__, url_prefix="/_mapper", template_folder="templates"
+        "mapper_status",
+        __name__,
+        url_prefix=runtime.settings.url_prefix,
+        template_folder="templates",
     )
     guard = require_admin_auth(runtime.settings, verifier)
 

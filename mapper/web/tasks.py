@@ -14,7 +14,9 @@ from mapper.web.jobs_api import start_from_json
 
 
 def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Blueprint:
-    bp = flask.Blueprint("mapper_tasks", __name__, url_prefix="/_mapper/tasks")
+    bp = flask.Blueprint(
+        "mapper_tasks", __name__, url_prefix=f"{runtime.settings.url_prefix}/tasks"
+    )
     guard = require_task_auth(runtime.settings, verifier)
 
     @bp.post("/slice")
