@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint demo serve bench clean
+.PHONY: venv test lint demo serve bench dist clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,11 @@ bench: venv
 serve: venv
 	$(PY) -m mapper.testing.serve --port $(or $(PORT),8080)
 
+# The sdist and the wheel users install into their own app (README: "Use it in your app").
+dist: venv
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build mapper.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
