@@ -2,6 +2,9 @@
 running examples/userapp/ there (its ``mapper`` command; its own Flask app with mapper's
 endpoints mounted, fed by the Cloud Tasks emulator; the status page in headless Chromium).
 
+Also here, in-process: what init_app's prefix moves (endpoints, task URLs) and what it
+leaves alone (the app's own error handling).
+
 Measured on this shared 2-core machine, pip's cache warm: the build (sdist, then the wheel
 from the sdist) 8 s, the virtualenv 6 s, the wheel's install 13 s, the app's requirements
 3 s; then 10-15 s per emulator for the command, the served app and the page.
@@ -27,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import flask
 import pytest
 import requests
 import yaml
@@ -36,9 +40,12 @@ from selenium.webdriver.common.by import By
 
 from mapper._version import __version__
 from mapper.cli.main import main as cli_group
+from mapper.dispatch.messages import SliceTask
+from mapper.errors import ConfigurationError, NotFoundError
 from mapper.settings import Settings
 from mapper.testing.emulator import free_port
 from mapper.testing.tasks_emulator import DEFAULT_QUEUE, TasksEmulator, start_tasks_emulator
+from mapper.web import init_app
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "userapp"
@@ -113,7 +120,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    # Dot entries: mapper/testing/tasks_emulator.py keeps its virtualenv in mapper/.venv-tasks.
+    ignore = shutil.ignore_patterns(".*", "__pycache__", "*.pyc")
     shutil.copytree(ROOT / "mapper", source / "mapper", ignore=ignore)
     _run([sys.executable, "-m", "build", "--outdir", str(work / "dist"), str(source)])
     return Built(work / "dist" / WHEEL, work / "dist" / f"mapper-{__version__}.tar.gz")
@@ -199,6 +207,40 @@ def test_the_example_app_yaml_names_the_queue_its_queue_yaml_defines():
     mapper_queue = queues[settings.queue.rsplit("/", 1)[1]]
     assert "task_retry_limit" not in mapper_queue["retry_parameters"]
     assert len(queues) > 1  # the app's own queues stay: queue.yaml replaces them all on deploy
+
+
+# -- mounting in the user's own app, in-process (the code the wheel ships) ------------
+
+
+def test_init_app_puts_every_endpoint_under_its_prefix_and_tasks_follow(settings):
+    app = flask.Flask("userapp")
+
+    @app.get("/boom")
+    def boom() -> str:
+        raise NotFoundError("the app's own error")
+
+    queued = settings.replace(auth="off", queue=DEFAULT_QUEUE, tasks_emulator_host="localhost:9")
+    runtime = init_app(app, queued, url_prefix=PREFIX)
+    try:
+        own = {"/boom", "/static/<path:filename>"}
+        rules = {rule.rule for rule in app.url_map.iter_rules()} - own
+        assert rules and all(rule.startswith(f"{PREFIX}/") for rule in rules), rules
+        task = runtime.dispatcher.build_task(SliceTask("j", 0, 0, 0))  # type: ignore[attr-defined]
+        assert task.app_engine_http_request.relative_uri == f"{PREFIX}/tasks/slice"
+        client = app.test_client()
+        assert client.get(f"{PREFIX}/jobs/nope").status_code == 404  # mapper's handler: JSON
+        assert client.get(f"{PREFIX}/jobs/nope").json["type"] == "NotFoundError"
+        assert client.get("/boom").status_code == 500  # the app's errors stay the app's
+        with pytest.raises(ConfigurationError, match="differs from the runtime"):
+            init_app(flask.Flask("other"), runtime=runtime, url_prefix="/elsewhere")
+    finally:
+        runtime.close()
+
+
+def test_a_url_prefix_that_is_not_a_plain_path_is_refused(settings):
+    for bad in ("", "/", "mapper", "/mapper/", "/a b"):
+        with pytest.raises(ConfigurationError, match="MAPPER_URL_PREFIX"):
+            settings.replace(url_prefix=bad)
 
 
 def _seed(user_app: UserApp, env: dict[str, str], namespace: str) -> None:
