@@ -120,7 +120,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    # Dot entries: mapper/testing/tasks_emulator.py keeps its virtualenv in mapper/.venv-tasks.
+    # No dot entries (emulator logs and virtualenvs left by earlier runs): only the sources.
     ignore = shutil.ignore_patterns(".*", "__pycache__", "*.pyc")
     shutil.copytree(ROOT / "mapper", source / "mapper", ignore=ignore)
     _run([sys.executable, "-m", "build", "--outdir", str(work / "dist"), str(source)])
