@@ -36,27 +36,27 @@ def init_app(
             (``MAPPER_URL_PREFIX``, ``/_mapper``). Cloud Tasks slices are sent
             under the same prefix.
 
-    Error handlers are the blueprints' own: the app's other views keep theirs.
+    The error handlers cover mapper's own exceptions only (a ``MapperError``
+    answers with its ``http_status``), wherever in the app they are raised.
     ``MAPPER_AUTH=off`` inside App Engine is refused here.
     """
     if settings is None:
         settings = runtime.settings if runtime is not None else Settings.from_env()
     if url_prefix is not None and url_prefix != settings.url_prefix:
-        if runtime is not None:
-            raise ConfigurationError(
-                f"url_prefix={url_prefix!r} differs from the runtime's "
-                f"{settings.url_prefix!r}, where its tasks go: set it in the runtime's settings"
-            )
         settings = settings.replace(url_prefix=url_prefix)
+    if runtime is not None and runtime.settings.url_prefix != settings.url_prefix:
+        raise ConfigurationError(
+            f"url prefix {settings.url_prefix!r} differs from the runtime's "
+            f"{runtime.settings.url_prefix!r}, where its tasks go: set it in the runtime's settings"
+        )
     settings.validate()
     refuse_auth_off_on_app_engine(settings)
     runtime = runtime or Runtime(settings)
     app.extensions["mapper"] = runtime
     for module in (tasks, admin, imports, cleanup_api, status):
-        bp = module.blueprint(runtime, verifier)
-        bp.register_error_handler(MapperError, _mapper_error)
-        bp.register_error_handler(RetrySlice, _retry)
-        app.register_blueprint(bp)
+        app.register_blueprint(module.blueprint(runtime, verifier))
+    app.register_error_handler(MapperError, _mapper_error)
+    app.register_error_handler(RetrySlice, _retry)
     return runtime
 
 
