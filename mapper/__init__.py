@@ -3,6 +3,7 @@
 What a user needs, in one import: ``from mapper import Mapper, Runtime, ...``.
 """
 
+from mapper._version import __version__
 from mapper.base import Mapper
 from mapper.cleanup.table import apply as apply_cleanup
 from mapper.cleanup.table import plan as plan_cleanup
@@ -19,6 +20,7 @@ from mapper.transfer.options import RemapOptions, parse_options
 from mapper.transfer.remap_plan import summarize as summarize_remap
 
 __all__ = [
+    "__version__",
     "Export",
     "ExportInfo",
     "ExportSpec",
