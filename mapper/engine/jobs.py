@@ -16,6 +16,7 @@ from mapper.engine.records import (
     ShardStatus,
     _MapperJob,
     _MapperShard,
+    check_format,
     job_key,
     shard_key,
     sum_totals,
@@ -127,6 +128,7 @@ def finalize(rt: Runtime, task: FinalizeTask) -> None:
         job = t.get(jkey)[0]
         if job is None or job.job_status.is_final:
             return None
+        check_format(job)
         now = utcnow()
         if job.job_status == JobStatus.FINALIZING and job.finalize_lease_until > now:
             raise RetrySlice("finish() is running in another copy of this task", delay=2.0)

@@ -8,6 +8,8 @@ from typing import Any
 
 from google.cloud import ndb
 
+from mapper.errors import RetrySlice
+
 
 class JobStatus(enum.StrEnum):
     """Where a job is in its life; stored as the string value."""
@@ -44,9 +46,29 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
+#: The format of the job and shard records this version writes and reads. A record of a
+#: newer format (written by a newer deploy) is never read as if it were this one.
+RECORD_FORMAT = 1
+
+
+def check_format(record: Any) -> None:
+    """Refuse a record a newer version wrote: its task is retried, for that version to run.
+
+    Records from before the format was stored (no value) are format 1.
+    """
+    found = record.record_format or 1
+    if found > RECORD_FORMAT:
+        raise RetrySlice(
+            f"{type(record).__name__} {record.key.id()!r} has record format {found}; "
+            f"this mapper reads up to {RECORD_FORMAT}: a newer version must run it",
+            delay=30.0,
+        )
+
+
 class _MapperJob(ndb.Model):
     """One job. Key name: the job id."""
 
+    record_format = ndb.IntegerProperty(indexed=False, default=RECORD_FORMAT)
     status = ndb.StringProperty(default=JobStatus.STARTING.value)
     mapper = ndb.TextProperty()
     params = ndb.JsonProperty(default={})
@@ -93,6 +115,7 @@ class _MapperJob(ndb.Model):
 class _MapperShard(ndb.Model):
     """One shard of a job. Key name: ``{job_id}-{index}``."""
 
+    record_format = ndb.IntegerProperty(indexed=False, default=RECORD_FORMAT)
     job_id = ndb.TextProperty()
     index = ndb.IntegerProperty(indexed=False)
     status = ndb.TextProperty(default=ShardStatus.RUNNING.value)

@@ -22,6 +22,7 @@ from mapper.engine.records import (
     ShardStatus,
     _MapperJob,
     _MapperShard,
+    check_format,
     job_key,
     shard_key,
     utcnow,
@@ -47,6 +48,7 @@ def run_slice(rt: Runtime, task: SliceTask) -> None:
     if job is None:
         logger.warning("slice for unknown job %s ignored", task.job_id)
         return
+    check_format(job)
     claim = _acquire(rt, task)
     if claim is None:
         return

@@ -19,10 +19,12 @@ from mapper.datastore import txn as txns
 from mapper.dispatch.base import Dispatcher
 from mapper.engine.jobs import start_job
 from mapper.engine.loading import ALIASES, class_spec, load_mapper_class
-from mapper.engine.records import JobStatus, job_key
+from mapper.engine.records import RECORD_FORMAT, JobStatus, job_key
+from mapper.engine.routing import route
 from mapper.engine.runtime import Runtime
 from mapper.engine.spec import JobSpec
 from mapper.engine.status import job_status
+from mapper.errors import RetrySlice
 from mapper.transfer.export import ExportSpec, export_status, start_export
 from mapper.transfer.importer import ImportRun, ImportSpec, start_import
 from mapper.transfer.options import parse_options
@@ -176,3 +178,22 @@ def test_orphan_jobs_under_old_names_complete(runtime, namespace, emulator_env):
     assert apply.status == JobStatus.SUCCEEDED and apply.counters["removed"] == 1
     with runtime.context(namespace):
         assert [p.title for p in Post.query()] == ["kept"]
+
+
+def test_a_job_record_of_a_newer_format_is_left_for_the_newer_version(
+    runtime, held, namespace, seed
+):
+    seed(30)
+    job = start_job(held, JobSpec(mapper="tests.support.mappers:TouchPeople", namespace=namespace))
+
+    def newer(t: txns.Txn) -> None:
+        record = t.get(job_key(job.id, held.settings.state_namespace))[0]
+        record.record_format = RECORD_FORMAT + 1
+        t.put(record)
+
+    with held.context():
+        txns.run_in_transaction(held.store, newer)
+    with pytest.raises(RetrySlice, match="record format 2"):
+        route(runtime, held.dispatcher.tasks[0])
+    info = job_status(runtime, job.id)
+    assert info.status == JobStatus.RUNNING and info.counters["processed"] == 0
