@@ -182,3 +182,16 @@ def test_stream_takes_batches_across_pages_and_puts_back(runtime, namespace, see
     assert stream.exhausted()
     assert stream.take(5) == []
     assert len({e.key.SerializeToString() for e in first + second}) == 14
+
+
+def test_exactly_once_at_the_default_batch_size_fits_its_transactions(
+    runtime, namespace, seed, people
+):
+    # 500 entities and the shard record exceed a transaction's 500 writes (and the
+    # Datastore emulator's 25 entity groups): the batch shrinks until it fits.
+    seed(1100)
+    spec = JobSpec(mapper="tests.mappers:TouchPeople", namespace=namespace, exactly_once=True)
+    status = start_job(runtime, spec).wait(timeout=300)
+    assert status.status == "succeeded"
+    assert status.counters["processed"] == 1100
+    assert touch_counts(people) == {1: 1100}
