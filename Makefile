@@ -38,10 +38,18 @@ lint: venv
 demo: venv
 	$(PY) -m examples.demo
 
-# Throughput and memory against baselines measured in the same run (docs/performance.md).
-bench: venv
-	$(PY) -m bench.touch
+# Throughput, CPU, RPCs and memory against raw floors measured in the same run, on both
+# emulators (docs/performance.md). `make bench BEAM=1` adds Apache Beam's pipeline, from a
+# virtualenv of its own (installing apache-beam takes several minutes the first time).
+BEAM_VENV := .venv-beam
+bench: venv $(if $(BEAM),$(BEAM_VENV)/.stamp)
+	$(PY) -m bench.touch $(if $(BEAM),--beam-python $(BEAM_VENV)/bin/python)
 	$(PY) -m bench.dump
+
+$(BEAM_VENV)/.stamp:
+	test -x $(BEAM_VENV)/bin/python || python3 -m venv $(BEAM_VENV)
+	$(BEAM_VENV)/bin/pip install --quiet --disable-pip-version-check "apache-beam[gcp]==2.77.0"
+	touch $@
 
 # Datastore emulator + Cloud Tasks emulator + the app on :8080 (auth off); Ctrl-C stops all.
 serve: venv

@@ -1,17 +1,18 @@
-"""Benchmark the dump jobs against baselines measured in the same run, on one emulator.
+"""Benchmark export and import against raw floors measured in the same run, on both emulators.
 
-    .venv/bin/python -m bench.dump [--sizes 10000,50000] [--shards 4]
+    .venv/bin/python -m bench.dump [--emulators datastore,firestore] [--sizes 20000,100000]
 
-For each size N, in a fresh child process (so peak RSS is per size):
-  raw scan      google-cloud-datastore: iterate every entity of the kind
-  export        our export (sharded, part files, manifest)
-  managed       the emulator's managed export endpoint (POST /v1/projects/P:export)
-  raw write     google-cloud-datastore: put_multi N new entities, 500 a call
-  import keep   our restore of the dump into a fresh namespace
-  import remap  our merge of the dump into a fresh namespace (every id reallocated)
-Prints entities/s, the ratios the issues set (export/raw scan >= 0.7,
-remap/raw write >= 0.5) and peak RSS after our jobs (before the raw write,
-which is not ours).
+Per emulator and size N, in one fresh child process against a reset emulator
+seeded with N items (5 properties, a list and a timestamp; no references):
+  raw scan     one client (google-cloud-datastore's API, raw protobuf pages by
+               cursor) writing the same gzip JSON-lines part files, 500 a part
+  export       ours, at the CLI's defaults (part files + manifest)
+  raw write    google-cloud-datastore: put_multi N new items, 500 a call
+  import keep  ours: the dump restored into a fresh namespace, at the CLI's defaults
+  import remap ours: the dump merged into a fresh namespace (every id reallocated)
+Prints seconds, the ratios the issue sets (export / raw scan >= 0.9, keep / raw
+write >= 0.8, remap / raw write >= 0.6), client CPU and RPCs per 1,000 entities,
+and the child's peak RSS.
 """
 
 from __future__ import annotations
@@ -19,106 +20,154 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import resource
 import sys
 import tempfile
-from collections.abc import Callable
 from typing import Any
 
-import requests
+from bench.common import (
+    EMULATORS,
+    KIND,
+    RAW_PAGE,
+    RpcCounter,
+    emulator_env,
+    fmt_rpcs,
+    measure,
+    seed_items,
+    spawn,
+)
 
-from bench.common import KIND, print_rates, run_sizes, seed_items, timed
+STEPS = ("raw scan", "export", "raw write", "import keep", "import remap")
+TARGETS = (("export", "raw scan", 0.9), ("import keep", "raw write", 0.8),
+           ("import remap", "raw write", 0.6))  # fmt: skip
 
 
-def child(n: int, shards: int) -> dict[str, Any]:
+def raw_scan(client: Any, namespace: str, out: str, n: int) -> None:
+    """Every item by cursor pages (of at most RAW_PAGE), as raw protobufs, into parts of 500."""
+    from google.cloud.datastore_v1.types import query as query_types
+
+    from mapper.dump.parts import write_part
+
+    query = query_types.Query.pb()()
+    query.kind.add(name=KIND)
+    query.limit.value = RAW_PAGE
+    more = query_types.QueryResultBatch.MoreResultsType
+    pending: list[Any] = []
+    parts = count = 0
+    while True:
+        request = {"project_id": client.project, "partition_id": {"namespace_id": namespace},
+                   "query": query_types.Query.wrap(query)}  # fmt: skip
+        batch = client._datastore_api.run_query(request=request)._pb.batch
+        for result in batch.entity_results:
+            pending.append(result.entity)
+            if len(pending) == 500:
+                write_part(out, f"part-{parts:06d}.jsonl.gz", pending)
+                parts, count, pending = parts + 1, count + len(pending), []
+        full = len(batch.entity_results) == RAW_PAGE
+        if batch.more_results != more.NOT_FINISHED and not (
+            batch.more_results == more.MORE_RESULTS_AFTER_LIMIT and full
+        ):
+            break
+        query.start_cursor = batch.end_cursor
+    if pending:
+        write_part(out, f"part-{parts:06d}.jsonl.gz", pending)
+    if count + len(pending) != n:
+        raise SystemExit(f"raw scan saw {count + len(pending)} items, not {n}")
+
+
+def child(n: int) -> dict[str, Any]:
+    rpcs = RpcCounter()
     from google.cloud import datastore
 
-    from mapper.engine.runtime import Runtime
-    from mapper.settings import Settings
+    from mapper.engine.runtime import runtime_from_env
     from mapper.transfer.export import ExportSpec, start_export
     from mapper.transfer.importer import ImportSpec, start_import
     from mapper.transfer.options import RemapOptions
 
-    project, host = os.environ["GOOGLE_CLOUD_PROJECT"], os.environ["DATASTORE_EMULATOR_HOST"]
-    client = datastore.Client(project=project)
-    source = f"src{n}"
-    seed_items(client, source, n, tags=["a", "b"], at=datetime.datetime.now(datetime.UTC))
-    rt = Runtime(Settings(project=project, emulator_host=host, state_namespace=f"state{n}"))
+    client = datastore.Client()
+    source, now = f"src{n}", datetime.datetime.now(datetime.UTC)
+    seed_items(client, source, n, tags=["a", "b"], at=now)
+    rt = runtime_from_env(state_namespace=f"state{n}")
     work = tempfile.mkdtemp(prefix="bench-dump-")
-    seconds: dict[str, float] = {}
-
-    def scan() -> None:
-        count = sum(1 for _ in client.query(kind=KIND, namespace=source).fetch())
-        assert count == n, count
+    results: dict[str, Any] = {}
 
     def export() -> None:
-        spec = ExportSpec(out=f"{work}/ours", kinds=[KIND], namespaces=[source], shards=shards)
-        assert start_export(rt, spec).wait().counters["processed"] == n
+        spec = ExportSpec(out=f"{work}/ours", kinds=[KIND], namespaces=[source])
+        if start_export(rt, spec).wait().counters["processed"] != n:
+            raise SystemExit("export lost items")
 
-    def managed() -> None:
-        body = {
-            "outputUrlPrefix": f"{work}/managed",
-            "entityFilter": {"kinds": [KIND], "namespaceIds": [source]},
-        }
-        reply = requests.post(f"http://{host}/v1/projects/{project}:export", json=body, timeout=600)
-        assert reply.ok and reply.json().get("done"), reply.text
+    def restore(mode: str) -> None:
+        spec = ImportSpec(source=f"{work}/ours", mode=mode, namespace=f"{mode}{n}",
+                          options=RemapOptions())  # fmt: skip
+        _, handle = start_import(rt, spec)
+        if handle is None or handle.wait().counters["put"] != n:
+            raise SystemExit(f"import {mode} did not put {n} items")
 
-    def restore(mode: str) -> Callable[[], None]:
-        def run() -> None:
-            spec = ImportSpec(
-                source=f"{work}/ours",
-                mode=mode,
-                namespace=f"{mode}{n}",
-                shards=shards,
-                options=RemapOptions(),
-            )
-            _, handle = start_import(rt, spec)
-            assert handle is not None
-            assert handle.wait().counters["put"] == n
-
-        return run
-
-    def raw_write() -> None:
-        seed_items(client, f"floor{n}", n, tags=["a", "b"], at=datetime.datetime.now(datetime.UTC))
-
-    seconds["raw scan"] = timed(scan)
-    seconds["export"] = timed(export)
-    seconds["managed export"] = timed(managed)
-    seconds["import keep"] = timed(restore("keep"))
-    seconds["import remap"] = timed(restore("remap"))
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    seconds["raw write"] = timed(raw_write)
+    steps = {
+        "raw scan": lambda: raw_scan(client, source, f"{work}/raw", n),
+        "export": export,
+        "raw write": lambda: seed_items(client, f"floor{n}", n, tags=["a", "b"], at=now),
+        "import keep": lambda: restore("keep"),
+        "import remap": lambda: restore("remap"),
+    }
+    for name in STEPS:
+        results[name] = measure(steps[name], rpcs)
     rt.close()
-    return {"n": n, "rates": {k: n / v for k, v in seconds.items()}, "rss_mb": rss_mb}
+    return {"n": n, "steps": results}
+
+
+def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from mapper.testing.emulator import start_emulator
+
+    results = []
+    for kind in args.emulators.split(","):
+        with start_emulator(kind, project="bench") as emulator:
+            env = emulator_env(emulator)
+            spawn([sys.executable, "-m", "bench.dump", "--child", "3000"], env, "warm-up")
+            for n in [int(size) for size in args.sizes.split(",")]:
+                emulator.reset()
+                command = [sys.executable, "-m", "bench.dump", "--child", str(n)]
+                result = spawn(command, env, f"bench.dump at {n:,} on the {kind} emulator")
+                results.append({**result, "emulator": kind})
+                print(f"  {kind} {n:,} done", file=sys.stderr, flush=True)
+    return results
+
+
+def report(results: list[dict[str, Any]]) -> None:
+    for result in results:
+        n, steps = result["n"], result["steps"]
+        print(f"\n{result['emulator']} emulator, {n:,} entities")
+        print(f"    {'step':<14}{'seconds':>9}{'cpu s/1k':>10}{'peak RSS':>10}   RPCs per 1,000")
+        for name in STEPS:
+            step = steps[name]
+            rpcs = {m: c * 1000 / n for m, c in sorted(step["rpcs"].items())}
+            print(f"    {name:<14}{step['seconds']:>9.1f}{step['cpu'] * 1000 / n:>10.3f}"
+                  f"{step['rss_mb']:>10.0f}   {fmt_rpcs(rpcs)}")  # fmt: skip
+        for ours, base, target in TARGETS:
+            ratio = steps[base]["seconds"] / steps[ours]["seconds"]
+            print(f"    {ours} / {base}: {ratio:.2f}   target >= {target}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,50000")
-    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--emulators", default=",".join(EMULATORS))
+    parser.add_argument("--sizes", default="20000,100000")
+    parser.add_argument("--json", help="also write the raw results to this file")
+    parser.add_argument("--report", help="only print the report of a --json file")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(args.child, args.shards)))
+    if args.report:
+        with open(args.report) as saved:
+            report(json.load(saved))
         return 0
-
-    sizes = [int(size) for size in args.sizes.split(",")]
-    results = run_sizes("bench.dump", sizes, ["--shards", str(args.shards)])
+    if args.child:
+        print(json.dumps(child(args.child)))
+        return 0
+    results = run_all(args)
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(results, out, indent=1)
     report(results)
     return 0
-
-
-def report(results: list[dict[str, Any]]) -> None:
-    print_rates(
-        results,
-        [
-            ("export / raw scan", "export", "raw scan", 0.7),
-            ("export / managed", "export", "managed export", None),
-            ("keep / raw write", "import keep", "raw write", None),
-            ("remap / raw write", "import remap", "raw write", 0.5),
-        ],
-    )
 
 
 if __name__ == "__main__":

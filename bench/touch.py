@@ -1,49 +1,58 @@
-"""Benchmark a touch job: our Mapper against a raw floor and the classic Mapper ported to ndb.
+"""Benchmark a touch job as a user runs it, against the raw floor, on both emulators.
 
-    .venv/bin/python -m bench.touch [--sizes 10000,50000] [--rounds 2] [--shards 4]
-                                    [--batch-size 500] [--profile DIR]
+    .venv/bin/python -m bench.touch [--emulators datastore,firestore] [--sizes 20000,100000]
+                                    [--rounds 1] [--variants ...] [--beam-python PATH]
+                                    [--json FILE] [--report FILE]
 
-One Datastore emulator, reset before each size N and seeded with N small entities. Every
-variant runs in its own fresh child process (so peak RSS is per variant and size), in turn,
-for ``--rounds`` rounds (the order reversed every other round), after one untimed warm-up
-pass of each variant (the emulator's JIT makes whatever runs first slow):
-  raw floor      google-cloud-datastore: read every entity (one query), write each back,
-                 put_multi 500 a call
-  naive ndb      the 2009 deferred Mapper ported to ndb: iterate Model.query() in key order,
-                 touch, ndb.put_multi every 100 (one thread)
-  ours (model)   mapper.Mapper with KIND = the ndb model, sharded, local dispatcher
-  ours (raw)     mapper.Mapper with KIND = the kind name (raw entities, no model)
-Prints entities/s (median over the rounds), the ratios the issue sets (ours/raw floor >= 0.5,
-ours/naive >= 2) with their spread over the rounds, and each variant's peak RSS.
+Per emulator: one emulator process, an untimed warm-up of every variant over 5,000
+items (the emulators' JITs make whatever runs first slow), then per size N a reset
+emulator seeded with N small items. Every variant runs in a fresh child process, in
+turn, for ``--rounds`` rounds (the order reversed every other round):
+
+  raw floor   google-cloud-datastore, one client: read every item (one query continued
+              by cursor, pages of at most 20,000), touch, put_multi 500 a call
+  cli model   ``python -m mapper run bench.touch:TouchModel --shards 2 --namespace NS``,
+              in the child's process, everything else at the CLI's defaults
+  cli raw     the same with ``TouchRaw`` (KIND = "Item": raw entities)
+  cli sampled (on request) ``TouchModelSampled``: split by a keys-only sample
+  beam        (with --beam-python) Apache Beam: ReadFromDatastore | Map(touch) |
+              WriteToDatastore, DirectRunner, 2 workers, ramp-up throttling off
+``cli model@250`` runs the CLI with ``--batch-size 250``, ``cli model#5000`` with the
+stream's page limit (``mapper.datastore.query.STREAM_PAGE``) set to 5,000 (0: none), to
+choose the defaults by measurement.
+
+Reported per variant: wall time and its ratio to the raw floor of the same round,
+client CPU seconds per 1,000 items (the child's user + system time, all threads), RPCs
+per 1,000 items by method (Q RunQuery, L Lookup, C Commit, B BeginTransaction, Agg
+RunAggregationQuery), peak RSS; then the issue's targets.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import cProfile
 import json
 import os
-import pstats
-import resource
 import statistics
-import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from typing import Any
 
 from google.cloud import ndb
 
-from bench.common import KIND, seed_items, timed
+from bench.common import (
+    EMULATORS,
+    KIND,
+    RpcCounter,
+    emulator_env,
+    fetch_all,
+    fmt_rpcs,
+    measure,
+    per_thousand,
+    seed_items,
+    spawn,
+)
 from mapper import Mapper
 
-VARIANTS = ("raw floor", "naive ndb", "ours (model)", "ours (raw)")
-RATIOS = (
-    ("model / raw floor", "ours (model)", "raw floor", 0.5),
-    ("model / naive ndb", "ours (model)", "naive ndb", 2.0),
-    ("raw / raw floor", "ours (raw)", "raw floor", 0.5),
-    ("raw / naive ndb", "ours (raw)", "naive ndb", 2.0),
-)
+DEFAULT_VARIANTS = ("raw floor", "cli model", "cli raw")
 WARM_UP_N = 5000
 
 
@@ -70,7 +79,28 @@ class TouchRaw(Mapper):
         return [entity], []
 
 
-# -- the variants, each run in a child process ------------------------------------------------
+class TouchModelSampled(TouchModel):
+    """TouchModel split by a keys-only sample, the candidate fallback where ``__scatter__``
+    gives nothing (the Firestore emulator): count the kind, read every key (keys-only
+    stream), keep evenly spaced ones."""
+
+    def split_keys(self, shards: int) -> list[Any] | None:
+        from mapper.datastore.query import STREAM_PAGE, kind_query, results
+        from mapper.engine.runtime import runtime_from_env
+
+        namespace = os.environ["BENCH_NAMESPACE"]
+        rt = runtime_from_env()
+        try:
+            total = rt.store.count(KIND, [], namespace)
+            step = max(1, total // shards)
+            keys = results(rt.store, kind_query(KIND, keys_only=True), namespace,
+                           page_size=STREAM_PAGE, prefetch=True)  # fmt: skip
+            return [e.key for i, e in enumerate(keys) if i and i % step == 0][: shards - 1]
+        finally:
+            rt.close()
+
+
+# -- the variants, each in a child process ------------------------------------------------
 
 
 def raw_floor(namespace: str, n: int) -> None:
@@ -78,7 +108,7 @@ def raw_floor(namespace: str, n: int) -> None:
 
     client = datastore.Client()
     count, pending = 0, []
-    for entity in client.query(kind=KIND, namespace=namespace).fetch():
+    for entity in fetch_all(client, namespace):
         entity["touched"] += 1
         pending.append(entity)
         if len(pending) == 500:
@@ -86,178 +116,184 @@ def raw_floor(namespace: str, n: int) -> None:
             count, pending = count + len(pending), []
     client.put_multi(pending)
     if count + len(pending) != n:
-        raise SystemExit(f"raw floor saw {count + len(pending)} entities, not {n}")
+        raise SystemExit(f"raw floor saw {count + len(pending)} items, not {n}")
 
 
-def naive_ndb(namespace: str, n: int) -> None:
-    client = ndb.Client()
-    count = 0
-    with client.context(namespace=namespace, cache_policy=False, global_cache_policy=False):
-        pending: list[Item] = []
-        for entity in Item.query().order(Item.key):
-            entity.touched = (entity.touched or 0) + 1
-            pending.append(entity)
-            if len(pending) == 100:
-                ndb.put_multi(pending)
-                count, pending = count + len(pending), []
-        ndb.put_multi(pending)
-    if count + len(pending) != n:
-        raise SystemExit(f"naive ndb saw {count + len(pending)} entities, not {n}")
+def check_touched(namespace: str, n: int) -> None:
+    """Every item touched as often as the raw floor and the warm-up touched it: none twice."""
+    from google.cloud import datastore
 
-
-def ours(mapper: str, shards: int, batch_size: int) -> Callable[[str, int], None]:
-    def run(namespace: str, n: int) -> None:
-        from mapper.engine.jobs import start_job
-        from mapper.engine.runtime import Runtime
-        from mapper.engine.spec import JobSpec
-        from mapper.settings import Settings
-
-        project, host = os.environ["GOOGLE_CLOUD_PROJECT"], os.environ["DATASTORE_EMULATOR_HOST"]
-        settings = Settings(project=project, emulator_host=host, state_namespace=f"s-{namespace}")
-        rt = Runtime(settings)
-        try:
-            spec = JobSpec(mapper=f"bench.touch:{mapper}", shards=shards, batch_size=batch_size,
-                           namespace=namespace)  # fmt: skip
-            job = start_job(rt, spec)
-            rt.dispatcher.wait_idle()  # type: ignore[attr-defined]  # local dispatcher
-            counters = job.status().counters
-        finally:
-            rt.close()
-        if counters.get("processed") != n or counters.get("put") != n:
-            raise SystemExit(f"ours counted {counters}, not {n}")
-
-    return run
+    client = datastore.Client()
+    counts: dict[int, int] = {}
+    for entity in fetch_all(client, namespace):
+        counts[entity["touched"]] = counts.get(entity["touched"], 0) + 1
+    if len(counts) != 1 or sum(counts.values()) != n:
+        raise SystemExit(f"items touched unevenly: {counts}")
 
 
 def child(args: argparse.Namespace) -> dict[str, Any]:
-    runs = {
-        "raw floor": raw_floor,
-        "naive ndb": naive_ndb,
-        "ours (model)": ours("TouchModel", args.shards, args.batch_size),
-        "ours (raw)": ours("TouchRaw", args.shards, args.batch_size),
-    }
-    run = runs[args.child]
-    if not args.profile:
-        seconds = timed(lambda: run(args.namespace, args.n))
+    rpcs = RpcCounter()
+    if args.child == "raw floor":
+        result = measure(lambda: raw_floor(args.namespace, args.n), rpcs)
     else:
-        with profiled(os.path.join(args.profile, f"{args.child.split()[-1].strip('()')}-{args.n}")):
-            seconds = timed(lambda: run(args.namespace, args.n))
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"variant": args.child, "n": args.n, "seconds": seconds, "rss_mb": rss_mb}
+        result = measure(lambda: cli_run(args.child, args.namespace), rpcs)
+    check_touched(args.namespace, args.n)  # reads every item once more: not measured
+    return {"variant": args.child, "n": args.n, **result}
 
 
-@contextlib.contextmanager
-def profiled(path: str) -> Iterator[None]:
-    """cProfile the main thread and every task the local dispatcher runs; one merged file."""
-    from mapper.engine.runtime import Runtime
+def cli_run(variant: str, namespace: str) -> None:
+    """``python -m mapper run ...`` in this process (click's main, as the console script)."""
+    from mapper.cli.main import main
 
-    profiles: list[cProfile.Profile] = []
-    handle = Runtime.handle
+    variant, _, page = variant.partition("#")
+    if page:  # to choose STREAM_PAGE by measurement; 0: no limit
+        from mapper.datastore import query
 
-    def handle_profiled(self: Runtime, task: Any) -> None:
-        profile = cProfile.Profile()
-        profiles.append(profile)
-        profile.runcall(handle, self, task)
-
-    Runtime.handle = handle_profiled  # type: ignore[method-assign]
-    main = cProfile.Profile()
-    main.enable()
+        query.STREAM_PAGE = int(page) or None  # type: ignore[assignment]
+    name, _, batch = variant.partition("@")
+    mapper = {"cli model": "TouchModel", "cli raw": "TouchRaw", "cli sampled": "TouchModelSampled"}[
+        name
+    ]
+    os.environ["BENCH_NAMESPACE"] = namespace
+    args = ["run", f"bench.touch:{mapper}", "--shards", "2", "--namespace", namespace]
+    if batch:
+        args += ["--batch-size", batch]
     try:
-        yield
-    finally:
-        main.disable()
-        Runtime.handle = handle  # type: ignore[method-assign]
-        pstats.Stats(main, *profiles).dump_stats(path + ".prof")
+        main(args, standalone_mode=False)
+    except SystemExit as done:
+        if done.code:
+            raise
 
 
-# -- the parent: one emulator, seeding, rounds, the report ----------------------------------
+# -- the parent: emulators, seeding, rounds, the report -----------------------------------
 
 
-def spawn(variant: str, namespace: str, n: int, env: dict[str, str], extra: list[str]) -> Any:
-    command = [sys.executable, "-m", "bench.touch", "--child", variant,
-               "--namespace", namespace, "--n", str(n), *extra]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    if done.returncode:
-        sys.stderr.write(done.stderr)
-        raise SystemExit(f"{variant} at {n} failed")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def run_variant(variant: str, emulator: Any, namespace: str, n: int, beam: str | None) -> Any:
+    env = emulator_env(emulator)
+    if variant == "beam":
+        command = [beam or "", "-m", "bench.beam_touch", "--namespace", namespace, "--n", str(n)]
+    else:
+        command = [sys.executable, "-m", "bench.touch", "--child", variant,
+                   "--namespace", namespace, "--n", str(n)]  # fmt: skip
+    return spawn(command, env, f"{variant} at {n:,} on the {emulator.kind} emulator")
 
 
-def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
+def measure_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     from google.cloud import datastore
 
     from mapper.testing.emulator import start_emulator
 
     sizes = [int(size) for size in args.sizes.split(",")]
-    extra = ["--shards", str(args.shards), "--batch-size", str(args.batch_size)]
+    variants = [v.strip() for v in args.variants.split(",")]
+    variants += ["beam"] if args.beam_python else []
     results = []
-    with start_emulator("datastore", project="bench") as emulator:
-        env = {**os.environ, **emulator.env}
-        os.environ.update(emulator.env)
-        client = datastore.Client(project=emulator.project)
-        seed_items(client, "warmup", WARM_UP_N)
-        for variant in VARIANTS:
-            spawn(variant, "warmup", WARM_UP_N, env, extra)
-        for n in sizes:
-            # The emulator's query cost grows with every entity of the kind, in any namespace:
-            # each size gets an emulator holding just its own N.
-            emulator.reset()
-            seed_items(client, f"touch{n}", n)
-            for round_ in range(args.rounds):
-                order = VARIANTS if round_ % 2 == 0 else VARIANTS[::-1]
-                for variant in order:
-                    result = spawn(variant, f"touch{n}", n, env, extra + args.child_extra)
-                    results.append({**result, "round": round_})
-                    print(f"  {n:>7,} round {round_} {variant:<13} "
-                          f"{n / result['seconds']:>8,.0f}/s  {result['rss_mb']:.0f} MB",
-                          file=sys.stderr, flush=True)  # fmt: skip
+    for kind in args.emulators.split(","):
+        with start_emulator(kind, project="bench") as emulator:
+            os.environ.update(emulator.env)
+            client = datastore.Client(project=emulator.project)
+            seed_items(client, "warmup", WARM_UP_N)
+            for variant in variants:
+                run_variant(variant, emulator, "warmup", WARM_UP_N, args.beam_python)
+            for n in sizes:
+                # The emulators' query cost grows with the whole kind: N is all there is.
+                emulator.reset()
+                seed_items(client, f"touch{n}", n)
+                for round_ in range(args.rounds):
+                    for variant in variants if round_ % 2 == 0 else variants[::-1]:
+                        result = run_variant(variant, emulator, f"touch{n}", n, args.beam_python)
+                        results.append({**result, "emulator": kind, "round": round_})
+                        print(f"  {kind:<9} {n:>7,} round {round_} {variant:<14} "
+                              f"{result['seconds']:>7.1f} s  cpu {result['cpu']:>6.1f} s  "
+                              f"{result['rss_mb']:.0f} MB  {fmt_rpcs(per_thousand(result))}",
+                              file=sys.stderr, flush=True)  # fmt: skip
     return results
 
 
 def report(results: list[dict[str, Any]]) -> None:
-    sizes = sorted({r["n"] for r in results})
-    rounds = sorted({r["round"] for r in results})
-
-    def rate(variant: str, n: int, round_: int) -> float:
-        (hit,) = [r for r in results if (r["variant"], r["n"], r["round"]) == (variant, n, round_)]
-        return n / hit["seconds"]
-
-    def median_rate(variant: str, n: int) -> float:
-        return statistics.median(rate(variant, n, r) for r in rounds)
-
-    def rss(variant: str, n: int) -> float:
-        return max(r["rss_mb"] for r in results if (r["variant"], r["n"]) == (variant, n))
-
-    print(f"\nentities/s, median of {len(rounds)} round(s)" + "".join(f"{n:>20,}" for n in sizes))
-    for variant in VARIANTS:
-        print(f"{variant:<34}" + "".join(f"{median_rate(variant, n):>20,.0f}" for n in sizes))
-    for label, mine, base, target in RATIOS:
-        cells = []
+    for kind in [k for k in EMULATORS if any(r["emulator"] == k for r in results)]:
+        mine = [r for r in results if r["emulator"] == kind]
+        sizes = sorted({r["n"] for r in mine})
+        variants = list(dict.fromkeys(r["variant"] for r in mine))
+        print(f"\n{kind} emulator")
+        table = Table(mine)
         for n in sizes:
-            per_round = [rate(mine, n, r) / rate(base, n, r) for r in rounds]
-            ratio = median_rate(mine, n) / median_rate(base, n)
-            cells.append(f"{ratio:.2f} ({min(per_round):.2f}-{max(per_round):.2f})")
-        print(f"{label:<34}" + "".join(f"{c:>20}" for c in cells) + f"   target >= {target}")
-    for variant in VARIANTS:
-        cells = "".join(f"{rss(variant, n):>20.0f}" for n in sizes)
-        print(f"{'peak RSS MB, ' + variant:<34}{cells}")
-    if len(sizes) > 1:
-        for variant in ("ours (model)", "ours (raw)"):
-            growth = rss(variant, sizes[-1]) / rss(variant, sizes[0]) - 1
-            print(f"RSS growth {sizes[0]:,} -> {sizes[-1]:,}, {variant}: {growth:+.0%}"
-                  "   target within 20%")  # fmt: skip
+            print(f"  {n:,} items, {len(table.rounds)} round(s)")
+            print(f"    {'variant':<15}{'seconds':>9}{'x floor':>9}{'cpu s/1k':>10}"
+                  f"{'RSS MB':>8}   RPCs per 1,000 items")  # fmt: skip
+            for v in variants:
+                if table.has(v, n):
+                    ratio = table.ratio(v, n) if v != "raw floor" else 1.0
+                    print(f"    {v:<15}{table.seconds(v, n):>9.1f}{ratio:>9.2f}"
+                          f"{table.cpu(v, n):>10.3f}{table.rss(v, n):>8.0f}   "
+                          f"{fmt_rpcs(table.rpcs(v, n))}")  # fmt: skip
+        table.targets(sizes)
+
+
+class Table:
+    """Medians over rounds; ratios taken round by round (same round, same emulator)."""
+
+    def __init__(self, results: list[dict[str, Any]]):
+        self.results = results
+        self.rounds = sorted({r["round"] for r in results})
+
+    def _hits(self, variant: str, n: int) -> list[dict[str, Any]]:
+        return [r for r in self.results if (r["variant"], r["n"]) == (variant, n)]
+
+    def has(self, variant: str, n: int) -> bool:
+        return bool(self._hits(variant, n))
+
+    def seconds(self, variant: str, n: int) -> float:
+        return statistics.median(r["seconds"] for r in self._hits(variant, n))
+
+    def ratio(self, variant: str, n: int) -> float:
+        """Floor seconds / variant seconds (>= 1: faster than the floor), median of rounds."""
+        floor = {r["round"]: r["seconds"] for r in self._hits("raw floor", n)}
+        return statistics.median(floor[r["round"]] / r["seconds"] for r in self._hits(variant, n))
+
+    def cpu(self, variant: str, n: int) -> float:
+        return statistics.median(r["cpu"] for r in self._hits(variant, n)) * 1000 / n
+
+    def rss(self, variant: str, n: int) -> float:
+        return max(r["rss_mb"] for r in self._hits(variant, n))
+
+    def rpcs(self, variant: str, n: int) -> dict[str, float]:
+        return per_thousand(self._hits(variant, n)[0])
+
+    def targets(self, sizes: list[int]) -> None:
+        print("    targets:")
+        for n in sizes:
+            for v in ("cli model", "cli raw"):
+                if not self.has(v, n):
+                    continue
+                cpu_target = 2.0 if v == "cli model" else 1.2
+                queries = self.rpcs(v, n).get("RunQuery", 0) / self.rpcs("raw floor", n)["RunQuery"]
+                line = (f"      {n:>7,} {v:<10} x floor {self.ratio(v, n):.2f} (>= 0.8); "
+                        f"cpu x raw {self.cpu(v, n) / self.cpu('raw floor', n):.2f} "
+                        f"(<= {cpu_target}); queries x raw {queries:.2f} (<= 2)")  # fmt: skip
+                if self.has("beam", n):
+                    line += f"; x beam {self.seconds('beam', n) / self.seconds(v, n):.2f} (> 1)"
+                print(line)
+        if len(sizes) > 1:
+            small, large = sizes[0], sizes[-1]
+            for v in ("cli model", "cli raw"):
+                if self.has(v, small) and self.has(v, large):
+                    growth = self.seconds(v, large) / self.seconds(v, small)
+                    rss = self.rss(v, large) / self.rss(v, small) - 1
+                    print(f"      {v:<10} {large:,} / {small:,}: time x{growth:.1f} "
+                          f"(<= {6 * large / small / 5:.0f} on firestore), "
+                          f"RSS {rss:+.0%} (within 20%)")  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10000,50000")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--shards", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--profile", help="write a cProfile file per timed child into this dir")
+    parser.add_argument("--emulators", default=",".join(EMULATORS))
+    parser.add_argument("--sizes", default="20000,100000")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
+    parser.add_argument("--beam-python", help="a Python with apache-beam[gcp]: adds 'beam'")
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--report", help="only print the report of a --json file")
-    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--namespace", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -268,10 +304,7 @@ def main() -> int:
     if args.child:
         print(json.dumps(child(args)))
         return 0
-    args.child_extra = ["--profile", os.path.abspath(args.profile)] if args.profile else []
-    if args.profile:
-        os.makedirs(args.profile, exist_ok=True)
-    results = measure(args)
+    results = measure_all(args)
     if args.json:
         with open(args.json, "w") as out:
             json.dump(results, out, indent=1)

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mapper.datastore.keys import key_repr
-from mapper.datastore.query import PARENT, key_filter, kind_query, results
+from mapper.datastore.query import PARENT, STREAM_PAGE, key_filter, kind_query, results
 from mapper.datastore.rpc import PropertyFilter
 from mapper.errors import CleanupError
 
@@ -81,10 +81,19 @@ class Plan:
 
 
 def scan(
-    rt: Runtime, kind: str, namespace: str, filters: Sequence[Any] = (), keys_only: bool = False
+    rt: Runtime,
+    kind: str,
+    namespace: str,
+    filters: Sequence[Any] = (),
+    keys_only: bool = False,
+    limit: int | None = None,
 ) -> Iterator[Any]:
-    """Every raw entity of ``kind`` in key order, a page at a time (memory stays flat)."""
-    return results(rt.store, kind_query(kind, filters, keys_only), namespace)
+    """Raw entities of ``kind`` in key order (all, or the first ``limit``), as one query
+    stream: large pages (memory stays bounded), the next prefetched while this one is used."""
+    query = kind_query(kind, filters, keys_only)
+    if limit is not None:
+        query.limit.value = limit
+    return results(rt.store, query, namespace, page_size=STREAM_PAGE, prefetch=True)
 
 
 def keys_where(rt: Runtime, kind: str, prop: str, key: Any) -> list[Any]:

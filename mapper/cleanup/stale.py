@@ -7,7 +7,6 @@ resumable jobs (``mapper.cleanup.jobs``) over exactly what the plan lists.
 from __future__ import annotations
 
 import importlib
-import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +60,7 @@ def plan_stale_kinds(rt: Runtime, modules: Sequence[str], namespace: str = "") -
     plan = Plan("stale kinds", namespace, target={"kinds": stale}, command="stale-kinds")
     for kind in stale:
         plan.counts[kind] = count_kind(rt, kind, namespace)
-        first = itertools.islice(scan(rt, kind, namespace, keys_only=True), SAMPLES)
+        first = scan(rt, kind, namespace, keys_only=True, limit=SAMPLES)
         plan.samples[kind] = [key_repr(e.key) for e in first]
     return plan
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import collections
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from google.cloud import ndb
 from google.cloud.datastore_v1.types import query as _query_types
 from google.cloud.ndb import query as ndb_query
 
-from mapper.datastore.rpc import CompositeFilter, Filter, PropertyFilter, Query
+from mapper.datastore.rpc import CompositeFilter, Entity, Filter, PropertyFilter, Query
 from mapper.errors import InvalidJobError
 
 if TYPE_CHECKING:
@@ -137,39 +138,145 @@ def shard_query(
 
 # -- the pager -----------------------------------------------------------------------
 
+#: The most entities a stream asks for in one request. Production Datastore and the
+#: Datastore emulator (300) cut pages smaller themselves; the Firestore emulator answers
+#: whatever the limit allows, so this bounds a stream's memory there, and the number of
+#: queries, each of which costs it time in proportion to the kind (docs/performance.md).
+STREAM_PAGE = 20_000
+
 
 def pages(
-    store: Store, query: Any, namespace: str, transaction: bytes | None = None
+    store: Store,
+    query: Any,
+    namespace: str,
+    transaction: bytes | None = None,
+    *,
+    page_size: int | None = None,
+    prefetch: bool = False,
 ) -> Iterator[Any]:
     """Every result page of ``query``, continued by cursor.
 
-    Only NO_MORE_RESULTS (or a reached limit) ends the walk: production can
-    answer an empty page that says NOT_FINISHED, and the next page goes on.
+    A limit on ``query`` is a limit on the whole walk. ``page_size`` (for a
+    query without one) asks for at most that many results a request, and
+    continues after every full page. Only a page that says NO_MORE_RESULTS, or
+    one that says MORE_RESULTS_AFTER_LIMIT without filling what was asked (the
+    Datastore emulator ends every walk so), ends it: production can answer an
+    empty page that says NOT_FINISHED, and the next page goes on.
+
+    With ``prefetch`` (and no transaction) the next page is requested before
+    this one is yielded, so it arrives while the caller works.
     """
     query = type(query).FromString(query.SerializeToString())
     remaining = query.limit.value if query.HasField("limit") else None
+    if remaining is None and page_size is not None:
+        query.limit.value = page_size
+    asynchronous = prefetch and transaction is None
+    fetch = _request(store, query, namespace, transaction, asynchronous)
     while True:
-        batch = store.run_query(query, namespace, transaction)
-        yield batch
+        asked = query.limit.value if query.HasField("limit") else None
+        batch = fetch()
         got = len(batch.entity_results)
         if remaining is not None:
             remaining -= got
-        if is_last_page(batch) or (remaining is not None and remaining <= 0):
+        last = not _more_after(batch, got, asked) or (remaining is not None and remaining <= 0)
+        if not last:
+            query.start_cursor = batch.end_cursor
+            if remaining is not None:
+                query.limit.value = remaining
+            fetch = _request(store, query, namespace, transaction, asynchronous)
+        # Hand the page over without keeping it: while this generator waits, the
+        # caller may drop it (a large page parsed is large).
+        page, batch = [batch], None
+        yield page.pop()
+        if last:
             return
-        query.start_cursor = batch.end_cursor
-        if remaining is not None:
-            query.limit.value = remaining
 
 
 def results(
-    store: Store, query: Any, namespace: str, transaction: bytes | None = None
+    store: Store,
+    query: Any,
+    namespace: str,
+    transaction: bytes | None = None,
+    *,
+    page_size: int | None = None,
+    prefetch: bool = False,
 ) -> Iterator[Any]:
     """The entities of every page of ``query`` (keys only: entities with just a key)."""
-    for batch in pages(store, query, namespace, transaction):
+    walk = pages(store, query, namespace, transaction, page_size=page_size, prefetch=prefetch)
+    for batch in walk:
         for result in batch.entity_results:
             yield result.entity
 
 
-def is_last_page(batch: Any) -> bool:
-    """True when no page follows ``batch`` (NOT_FINISHED means one does, even if empty)."""
-    return batch.more_results != MoreResults.NOT_FINISHED
+def stream(store: Store, query: Any, namespace: str) -> EntityStream:
+    """``query`` read as one stream: large pages, each prefetched, batches cut here."""
+    return EntityStream(pages(store, query, namespace, page_size=STREAM_PAGE, prefetch=True))
+
+
+class EntityStream:
+    """The entities of a walk over pages, taken in batches of any size.
+
+    Batches do not follow page boundaries: a batch may span pages, a page may
+    hold many batches. :meth:`exhausted` looks ahead (waiting for the next page
+    only when nothing is buffered), so the last batch knows it is the last.
+
+    Buffered entities are kept serialized: a parsed page costs about five times
+    its wire size, and with a prefetched page arriving beside it a large page
+    (the Firestore emulator's) would otherwise be held parsed twice.
+    """
+
+    def __init__(self, walk: Iterator[Any]):
+        self._walk = walk
+        self._buffer: collections.deque[bytes] = collections.deque()
+        self._ended = False
+
+    def take(self, size: int) -> list[Any]:
+        """The next ``size`` entities (fewer only at the end of the walk)."""
+        while len(self._buffer) < size and self._pull():
+            pass
+        count = min(size, len(self._buffer))
+        return [Entity.FromString(self._buffer.popleft()) for _ in range(count)]
+
+    def exhausted(self) -> bool:
+        """True when no entity follows the ones taken so far."""
+        while not self._buffer and self._pull():
+            pass
+        return not self._buffer
+
+    def put_back(self, entities: Sequence[Any]) -> None:
+        """Return ``entities`` (the last ones taken) to the front of the stream."""
+        self._buffer.extendleft(e.SerializeToString() for e in reversed(entities))
+
+    def close(self) -> None:
+        """Stop the walk (a page still in flight is left to finish on its own)."""
+        close = getattr(self._walk, "close", None)
+        if close is not None:
+            close()
+
+    def _pull(self) -> bool:
+        if self._ended:
+            return False
+        batch = next(self._walk, None)
+        if batch is None:
+            self._ended = True
+            return False
+        self._buffer.extend(result.entity.SerializeToString() for result in batch.entity_results)
+        return True
+
+
+def _more_after(batch: Any, got: int, asked: int | None) -> bool:
+    """Whether a page follows ``batch``, which answered ``got`` of ``asked`` results."""
+    if batch.more_results == MoreResults.NOT_FINISHED:
+        return True
+    filled = asked is not None and got >= asked
+    return batch.more_results == MoreResults.MORE_RESULTS_AFTER_LIMIT and filled
+
+
+def _request(
+    store: Store, query: Any, namespace: str, transaction: bytes | None, asynchronous: bool
+) -> Callable[[], Any]:
+    """The next page of ``query`` as a function: started now if ``asynchronous``, else lazily."""
+    if asynchronous:
+        return store.run_query_async(query, namespace)
+    request = type(query).FromString(query.SerializeToString())
+    return lambda: store.run_query(request, namespace, transaction)

@@ -7,8 +7,10 @@ models only where user code needs them.
 
 from __future__ import annotations
 
+import collections
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -75,6 +77,9 @@ PERMANENT = (
 
 #: Called before every RPC with its name; tests raise from it to inject faults.
 RpcHook = Callable[[str], None]
+#: Called after every RPC that answered, with its name, request and response; returns the
+#: response to use (tests return an altered one: an empty page that says NOT_FINISHED, ...).
+ResponseHook = Callable[[str, Any, Any], Any]
 
 
 class Store:
@@ -86,12 +91,16 @@ class Store:
         channel: grpc.Channel,
         rpc_hook: RpcHook | None = None,
         coherence: CacheCoherence | None = None,
+        response_hook: ResponseHook | None = None,
     ):
         self.project = settings.project
         self.database = settings.database
         self.rpc_hook = rpc_hook
         #: The app's ndb global cache, kept coherent around every commit (or None).
         self.coherence = coherence
+        self.response_hook = response_hook
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._counts_lock = threading.Lock()
         self.retries = 5
         self.max_commit_bytes = (
             EMULATOR_MAX_COMMIT_BYTES if settings.emulator_host else MAX_COMMIT_BYTES
@@ -137,7 +146,11 @@ class Store:
         return self._call("RunQuery", request, retry=transaction is None).batch
 
     def run_query_async(self, query: Any, namespace: str) -> Callable[[], Any]:
-        """Start one page of ``query``; returns a function that waits for its batch."""
+        """Start one page of ``query``; returns a function that waits for its batch.
+
+        The request is built now, so the caller may change ``query`` at once (a
+        pager sets the next cursor on it).
+        """
         request = RunQueryRequest(
             project_id=self.project,
             database_id=self.database,
@@ -149,12 +162,13 @@ class Store:
 
         def result() -> Any:
             try:
-                return future.result().batch
+                response = future.result()
             except grpc.RpcError as e:
                 error = core_exceptions.from_grpc_error(e)
                 if isinstance(error, TRANSIENT):
-                    return self.run_query(query, namespace)
+                    return self._call("RunQuery", request).batch
                 raise error from e
+            return self._respond("RunQuery", request, response).batch
 
         return result
 
@@ -248,18 +262,30 @@ class Store:
         )
         return list(self._call("AllocateIds", request).keys)
 
+    def rpc_counts(self) -> dict[str, int]:
+        """RPCs sent so far, by method (``RunQuery``, ``Commit``, ...), retries included."""
+        with self._counts_lock:
+            return dict(self._counts)
+
     # -- plumbing -------------------------------------------------------------
 
     def _hook(self, name: str) -> None:
         if self.rpc_hook is not None:
             self.rpc_hook(name)
+        with self._counts_lock:
+            self._counts[name] += 1
+
+    def _respond(self, name: str, request: Any, response: Any) -> Any:
+        if self.response_hook is None:
+            return response
+        return self.response_hook(name, request, response)
 
     def _call(self, name: str, request: Any, retry: bool = True) -> Any:
         attempt = 0
         while True:
             try:
                 self._hook(name)
-                return self._calls[name](request, metadata=self._metadata)
+                response = self._calls[name](request, metadata=self._metadata)
             except (grpc.RpcError, core_exceptions.GoogleAPICallError) as e:
                 error = core_exceptions.from_grpc_error(e) if isinstance(e, grpc.RpcError) else e
                 attempt += 1
@@ -270,6 +296,8 @@ class Store:
                 delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
                 logger.info("%s failed with %s; retry %d in %.2fs", name, error, attempt, delay)
                 time.sleep(delay)
+                continue
+            return self._respond(name, request, response)
 
 
 def bounded_batches(

@@ -12,7 +12,7 @@ from google.cloud import ndb
 
 from mapper.datastore import txn as txns
 from mapper.datastore.keys import key_bytes, key_from_bytes, key_repr
-from mapper.datastore.query import shard_query
+from mapper.datastore.query import EntityStream, shard_query, stream
 from mapper.datastore.rpc import bounded_batches, is_permanent
 from mapper.dispatch.messages import FinalizeTask, SliceTask
 from mapper.engine.adapter import Adapter
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     from mapper.engine.runtime import Runtime
 
 logger = logging.getLogger(__name__)
-
-NO_MORE_RESULTS = 3  # QueryResultBatch.MoreResultsType.NO_MORE_RESULTS
 
 
 class _LeaseLost(Exception):
@@ -152,53 +150,49 @@ class _SliceRunner:
             else:
                 self._run_default()
 
-    def _query(self, after: Any, limit: int, keys_only: bool = False) -> Any:
-        return shard_query(
-            self.kind, self.filters, self.start_key, self.end_key, after, limit, keys_only
+    def _stream(self, keys_only: bool = False) -> EntityStream:
+        """The shard's range after its checkpoint, as one query stream."""
+        after = key_from_bytes(self.shard.checkpoint)
+        query = shard_query(
+            self.kind, self.filters, self.start_key, self.end_key, after, None, keys_only
         )
+        return stream(self.rt.store, query, self.job.namespace)
 
     def _run_default(self) -> None:
-        store, ns, size = self.rt.store, self.job.namespace, self.job.batch_size
-        after = key_from_bytes(self.shard.checkpoint)
-        fetch = store.run_query_async(self._query(after, size), ns)
+        store, size = self.rt.store, self.job.batch_size
+        entities = self._stream()
         while True:
             self._fault("before_batch")
-            batch = fetch()
-            results = batch.entity_results
-            finished = not results or batch.more_results == NO_MORE_RESULTS
-            last = results[-1].entity.key if results else None
-            if not finished:
-                fetch = store.run_query_async(self._query(last, size), ns)
+            batch = entities.take(size)
             counts = {"processed": 0}
-            if results:
-                puts, deletes, counts = self._map([r.entity for r in results])
+            if batch:
+                puts, deletes, counts = self._map(batch)
                 self._fault("after_map")
                 store.write(puts, deletes)
                 self.adapter.after_write()
                 self._fault("after_write")
-            self._checkpoint(last, counts, finished)
+            # A look ahead: the next page has had the whole batch's time to arrive.
+            finished = entities.exhausted()
+            self._checkpoint(batch[-1].key if batch else None, counts, finished)
             if self._should_stop(finished):
                 return
 
     def _run_exactly_once(self) -> None:
-        store, ns = self.rt.store, self.job.namespace
         size = self.job.batch_size
-        after = key_from_bytes(self.shard.checkpoint)
+        entities = self._stream(keys_only=True)
         while True:
             self._fault("before_batch")
-            batch = store.run_query(self._query(after, size, keys_only=True), ns)
-            keys = [r.entity.key for r in batch.entity_results]
-            finished = not keys or batch.more_results == NO_MORE_RESULTS
+            batch = entities.take(size)
+            finished = entities.exhausted()
             try:
-                self._exactly_once_batch(keys, finished)
+                self._exactly_once_batch([e.key for e in batch], finished)
             except _BatchTooLarge as e:
                 if size == 1:
                     raise
                 size = max(1, size // 2)
                 logger.info("exactly-once batch shrinks to %d: %s", size, e)
+                entities.put_back(batch)
                 continue
-            if keys:
-                after = keys[-1]
             if self._should_stop(finished):
                 return
 

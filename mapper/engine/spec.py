@@ -24,7 +24,7 @@ class JobSpec:
     mapper: str
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     shards: int = 1
-    batch_size: int = 100
+    batch_size: int = 500
     namespace: str = ""
     exactly_once: bool = False
     id: str | None = None

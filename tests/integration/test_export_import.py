@@ -257,6 +257,7 @@ def test_large_unindexed_text_and_many_parts_round_trip(runtime, namespace, tmp_
         for i in range(12)
     ]
     runtime.store.write(pbs, [])
+    # One shard: batches of 5 make exactly three parts (scatter samples are random).
     export(runtime, tmp_path / "d", kinds=["Doc"], namespaces=[namespace], batch_size=5, shards=1)
     assert len(read_manifest(tmp_path / "d").parts) == 3
     target = new_namespace()
