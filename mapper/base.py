@@ -35,6 +35,10 @@ class Mapper:
     #: ``_pre_delete_hook`` and ``_post_delete_hook`` run too (post hooks once the
     #: batch's writes committed).
     RUN_HOOKS = False
+    #: Each write of an entity the batch read is conflict-checked against the version
+    #: read (an app write in between is never lost: the entity is read and mapped
+    #: again). True: write blind, for offline jobs with no other writer.
+    BLIND_WRITES = False
 
     def __init__(self, **params: Any):
         try:

@@ -54,6 +54,12 @@ class AuthError(MapperError):
     http_status = 403
 
 
+class WriteConflict(MapperError):
+    """Entities kept changing between a batch's read and its conditional write."""
+
+    http_status = 409
+
+
 class PermanentSliceError(MapperError):
     """A slice failed in a way no retry can fix (bad argument, entity too large)."""
 

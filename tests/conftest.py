@@ -89,6 +89,16 @@ def needs_scatter(emulator: Emulator) -> None:
         )
 
 
+@pytest.fixture
+def needs_conflict_detection(emulator: Emulator) -> None:
+    if emulator.kind != "datastore":
+        pytest.skip(
+            "the Firestore emulator in Datastore mode ignores Mutation.base_version "
+            "(measured; docs/live-app.md): conflict-checked writes are tested on the "
+            "Datastore emulator, as production Datastore checks them"
+        )
+
+
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[str]:
     """An in-process Cloud Storage emulator (gcp-storage-emulator); yields its URL."""

@@ -10,7 +10,7 @@ from google.cloud import ndb
 from google.cloud.datastore_v1.types import query as _query_types
 from google.cloud.ndb import query as ndb_query
 
-from mapper.datastore.rpc import CompositeFilter, Entity, Filter, PropertyFilter, Query
+from mapper.datastore.rpc import CompositeFilter, Filter, PropertyFilter, Query
 from mapper.errors import InvalidJobError
 
 if TYPE_CHECKING:
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 PropertyOrder = _query_types.PropertyOrder.pb()
 MoreResults = _query_types.QueryResultBatch.MoreResultsType
+EntityResult = _query_types.EntityResult.pb()
 KEY_PROPERTY = "__key__"
 #: The pseudo-property of an ancestor filter (``key HAS_ANCESTOR k``).
 PARENT = "__parent__"
@@ -232,10 +233,14 @@ class EntityStream:
 
     def take(self, size: int) -> list[Any]:
         """The next ``size`` entities (fewer only at the end of the walk)."""
+        return [result.entity for result in self.take_results(size)]
+
+    def take_results(self, size: int) -> list[Any]:
+        """The next ``size`` EntityResults: each entity with the version it was read at."""
         while len(self._buffer) < size and self._pull():
             pass
         count = min(size, len(self._buffer))
-        return [Entity.FromString(self._buffer.popleft()) for _ in range(count)]
+        return [EntityResult.FromString(self._buffer.popleft()) for _ in range(count)]
 
     def exhausted(self) -> bool:
         """True when no entity follows the ones taken so far."""
@@ -245,7 +250,9 @@ class EntityStream:
 
     def put_back(self, entities: Sequence[Any]) -> None:
         """Return ``entities`` (the last ones taken) to the front of the stream."""
-        self._buffer.extendleft(e.SerializeToString() for e in reversed(entities))
+        self._buffer.extendleft(
+            EntityResult(entity=e).SerializeToString() for e in reversed(entities)
+        )
 
     def close(self) -> None:
         """Stop the walk (a page still in flight is left to finish on its own)."""
@@ -260,7 +267,7 @@ class EntityStream:
         if batch is None:
             self._ended = True
             return False
-        self._buffer.extend(result.entity.SerializeToString() for result in batch.entity_results)
+        self._buffer.extend(result.SerializeToString() for result in batch.entity_results)
         return True
 
 

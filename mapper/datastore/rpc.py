@@ -12,7 +12,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -192,6 +192,13 @@ class Store:
 
     def lookup(self, keys: Sequence[Any], transaction: bytes | None = None) -> dict[bytes, Any]:
         """Fetch ``keys``; returns {serialized key: entity} for those that exist."""
+        found = self.lookup_results(keys, transaction)
+        return {k: result.entity for k, result in found.items()}
+
+    def lookup_results(
+        self, keys: Sequence[Any], transaction: bytes | None = None
+    ) -> dict[bytes, Any]:
+        """Fetch ``keys``; returns {serialized key: EntityResult (entity and version)}."""
         found: dict[bytes, Any] = {}
         for start in range(0, len(keys), MAX_LOOKUP_KEYS):
             pending = list(keys[start : start + MAX_LOOKUP_KEYS])
@@ -203,7 +210,7 @@ class Store:
                     request.read_options.transaction = transaction
                 response = self._call("Lookup", request, retry=transaction is None)
                 for result in response.found:
-                    found[key_bytes(result.entity.key)] = result.entity
+                    found[key_bytes(result.entity.key)] = result
                 pending = list(response.deferred)
         return found
 
@@ -212,8 +219,14 @@ class Store:
         upserts: Sequence[Any] = (),
         deletes: Sequence[Any] = (),
         transaction: bytes | None = None,
+        versions: Mapping[bytes, int] | None = None,
     ) -> Any:
-        """Write ``upserts`` and ``deletes`` in one commit (no splitting here)."""
+        """Write ``upserts`` and ``deletes`` in one commit (no splitting here).
+
+        ``versions`` (serialized key -> the version read) makes each mutation of a
+        listed key conflict-checked: Datastore applies it only if the entity is still
+        at that version, and reports ``conflict_detected`` otherwise.
+        """
         request = CommitRequest(project_id=self.project, database_id=self.database)
         if transaction:
             request.transaction = transaction
@@ -222,9 +235,13 @@ class Store:
             request.mode = CommitRequest.NON_TRANSACTIONAL
         mutations = request.mutations
         for entity in upserts:
-            mutations.add().upsert.CopyFrom(entity)
+            mutation = mutations.add()
+            mutation.upsert.CopyFrom(entity)
+            _check_version(mutation, entity.key, versions)
         for key in deletes:
-            mutations.add().delete.CopyFrom(key)
+            mutation = mutations.add()
+            mutation.delete.CopyFrom(key)
+            _check_version(mutation, key, versions)
         if self.coherence is None:
             # A non-transactional upsert/delete batch is idempotent: safe to retry.
             return self._call("Commit", request, retry=transaction is None)
@@ -235,13 +252,28 @@ class Store:
         self.coherence.unlock(locks)
         return response
 
-    def write(self, upserts: Sequence[Any], deletes: Sequence[Any]) -> int:
-        """Write everything in as many bounded commits as it takes; returns commits made."""
-        commits = 0
+    def write(
+        self,
+        upserts: Sequence[Any],
+        deletes: Sequence[Any],
+        versions: Mapping[bytes, int] | None = None,
+    ) -> list[bytes]:
+        """Write everything in as many bounded commits as it takes.
+
+        Returns the serialized keys whose conflict-checked mutation (see
+        :meth:`commit`) was not applied: the entity changed since it was read.
+        """
+        conflicts: list[bytes] = []
         for chunk_puts, chunk_deletes in bounded_batches(upserts, deletes, self.max_commit_bytes):
-            self.commit(chunk_puts, chunk_deletes)
-            commits += 1
-        return commits
+            response = self.commit(chunk_puts, chunk_deletes, versions=versions)
+            if versions:
+                keys = [e.key for e in chunk_puts] + list(chunk_deletes)
+                conflicts += [
+                    key_bytes(key)
+                    for key, result in zip(keys, response.mutation_results, strict=True)
+                    if result.conflict_detected
+                ]
+        return conflicts
 
     def begin_transaction(self) -> bytes:
         request = BeginTransactionRequest(project_id=self.project, database_id=self.database)
@@ -335,3 +367,10 @@ def bounded_batches(
 def is_permanent(error: BaseException) -> bool:
     """True for errors no retry of the slice can fix."""
     return isinstance(error, (PermanentSliceError, *PERMANENT))
+
+
+def _check_version(mutation: Any, key: Any, versions: Mapping[bytes, int] | None) -> None:
+    if versions:
+        version = versions.get(key_bytes(key))
+        if version:
+            mutation.base_version = version

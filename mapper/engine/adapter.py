@@ -63,6 +63,8 @@ class Adapter:
         self.current_key: Any = None
         #: ndb post-put and post-delete hooks of the batch, run once its writes committed.
         self._post_hooks: list[Callable[[], None]] = []
+        #: What each entity of the batch produced (puts, deletes, its own counters).
+        self._by_entity: dict[bytes, dict[str, int]] = {}
 
     def bind(self, job_id: str, shard: int | None, runtime: Runtime) -> Adapter:
         self.mapper.bind(job_id, shard, runtime)
@@ -148,26 +150,54 @@ class Adapter:
     ) -> tuple[list[Any], list[Any], dict[str, int]]:
         """Map one batch of raw entities: (puts, deletes, counts), all raw.
 
-        The key being mapped stays on ``current_key`` so a failure can name it.
+        The key being mapped stays on ``current_key`` so a failure can name it;
+        what each entity's ``map`` produced is kept until the next batch, so that
+        :meth:`remap` can replace it.
         """
+        self._post_hooks = []
+        self._by_entity = {}
+        self.mapper.take_counts()
+        self.mapper.start_batch(entities)
+        started = self.mapper.take_counts()  # the batch's, not its first entity's
+        puts, deletes, counts = self._map_each(entities)
+        self.mapper.end_batch(number)
+        for more in (started, self.mapper.take_counts()):
+            counts.update(_added(counts, more))
+        return puts, deletes, counts
+
+    def remap(self, entities: list[Any]) -> tuple[list[Any], list[Any], dict[str, int]]:
+        """Map again entities read anew (their first write met a concurrent change).
+
+        Returns what to write instead, and the counters to add: the new mapping's
+        counts less those of the mapping it replaces (``processed`` is unchanged).
+        """
+        replaced = [self._by_entity.pop(key_bytes(pb.key), {}) for pb in entities]
+        puts, deletes, counts = self._map_each(entities)
+        counts["processed"] = 0
+        for old in replaced:
+            for name, value in old.items():
+                counts[name] = counts.get(name, 0) - value
+        return puts, deletes, counts
+
+    def _map_each(self, entities: list[Any]) -> tuple[list[Any], list[Any], dict[str, int]]:
         mapper = self.mapper
         puts: list[Any] = []
         deletes: list[Any] = []
+        counts = {"processed": len(entities), "put": 0, "deleted": 0}
         read = {key_bytes(pb.key): pb for pb in entities} if self.model else None
-        self._post_hooks = []
-        mapper.take_counts()
-        mapper.start_batch(entities)
         for pb in entities:
             self.current_key = pb.key
+            before = len(puts), len(deletes)
             result = mapper.map(self.decode(pb))
             if result:
                 to_put, to_delete = result
                 puts.extend(self.encode(e, read) for e in to_put or ())
                 deletes.extend(self.encode_key(k) for k in to_delete or ())
+            own = {"put": len(puts) - before[0], "deleted": len(deletes) - before[1]}
+            own.update(mapper.take_counts())
+            self._by_entity[key_bytes(pb.key)] = own
+            counts.update(_added(counts, own))
         self.current_key = None
-        mapper.end_batch(number)
-        counts = {"processed": len(entities), "put": len(puts), "deleted": len(deletes)}
-        counts.update(mapper.take_counts())
         return puts, deletes, counts
 
     def after_write(self) -> None:
@@ -189,3 +219,8 @@ def _done(result: Any) -> Any:
     future = tasklets.Future()
     future.set_result(result)
     return future
+
+
+def _added(counts: dict[str, int], more: dict[str, int]) -> dict[str, int]:
+    """The counters of ``counts`` that ``more`` adds to, with its values added."""
+    return {name: counts.get(name, 0) + value for name, value in more.items()}

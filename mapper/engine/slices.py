@@ -13,7 +13,7 @@ from google.cloud import ndb
 from mapper.datastore import txn as txns
 from mapper.datastore.keys import key_bytes, key_from_bytes, key_repr
 from mapper.datastore.query import EntityStream, shard_query, stream
-from mapper.datastore.rpc import bounded_batches, is_permanent
+from mapper.datastore.rpc import Key, bounded_batches, is_permanent
 from mapper.dispatch.messages import FinalizeTask, SliceTask
 from mapper.engine.adapter import Adapter
 from mapper.engine.loading import load_mapper_class
@@ -27,12 +27,15 @@ from mapper.engine.records import (
     shard_key,
     utcnow,
 )
-from mapper.errors import RetrySlice
+from mapper.errors import RetrySlice, WriteConflict
 
 if TYPE_CHECKING:
     from mapper.engine.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+
+#: Rounds of read, map and conditional write for entities an app keeps changing.
+CONFLICT_ROUNDS = 5
 
 
 class _LeaseLost(Exception):
@@ -136,6 +139,7 @@ class _SliceRunner:
         self.started = time.monotonic()
         mapper = load_mapper_class(job.mapper)(**(job.params or {}))
         self.adapter = Adapter(mapper).bind(task.job_id, task.shard, rt)
+        self.blind = bool(getattr(mapper, "BLIND_WRITES", False))
 
     # -- the loop ---------------------------------------------------------------
 
@@ -159,16 +163,17 @@ class _SliceRunner:
         return stream(self.rt.store, query, self.job.namespace)
 
     def _run_default(self) -> None:
-        store, size = self.rt.store, self.job.batch_size
+        size = self.job.batch_size
         entities = self._stream()
         while True:
             self._fault("before_batch")
-            batch = entities.take(size)
+            results = entities.take_results(size)
+            batch = [result.entity for result in results]
             counts = {"processed": 0}
             if batch:
                 puts, deletes, counts = self._map(batch)
                 self._fault("after_map")
-                store.write(puts, deletes)
+                self._write(puts, deletes, counts, results)
                 self.adapter.after_write()
                 self._fault("after_write")
             # A look ahead: the next page has had the whole batch's time to arrive.
@@ -229,6 +234,37 @@ class _SliceRunner:
         self._fault("after_checkpoint")
 
     # -- one batch ----------------------------------------------------------------
+
+    def _write(
+        self, puts: list[Any], deletes: list[Any], counts: dict[str, int], results: list[Any]
+    ) -> None:
+        """Write a batch, each entity it read conflict-checked against the version read.
+
+        An entity the app changed in between is read again and mapped again (a few
+        rounds at most), so the app's write is never lost and ``map`` sees the
+        current entity; ``conflicts`` counts them. ``BLIND_WRITES = True`` skips it.
+        """
+        store = self.rt.store
+        if self.blind:
+            store.write(puts, deletes)
+            return
+        versions = {key_bytes(r.entity.key): r.version for r in results}
+        for _ in range(CONFLICT_ROUNDS):
+            conflicted = store.write(puts, deletes, versions)
+            if not conflicted:
+                return
+            counts["conflicts"] = counts.get("conflicts", 0) + len(conflicted)
+            fresh = store.lookup_results([Key.FromString(k) for k in conflicted])
+            # An entity the app deleted meanwhile stays deleted: it is not mapped again.
+            entities = [fresh[k].entity for k in conflicted if k in fresh]
+            puts, deletes, more = self.adapter.remap(entities)
+            for name, value in more.items():
+                counts[name] = counts.get(name, 0) + value
+            versions = {k: fresh[k].version for k in conflicted if k in fresh}
+        raise WriteConflict(
+            f"{len(conflicted)} entities kept changing under the job for {CONFLICT_ROUNDS} "
+            "rounds of read, map and conditional write; the slice will be retried"
+        )
 
     def _map(self, entities: list[Any]) -> tuple[list[Any], list[Any], dict[str, int]]:
         return self.adapter.map_batch(entities, (self.shard.batches or 0) + self.batches)

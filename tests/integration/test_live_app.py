@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import collections
 import datetime
+import random
+import threading
 
-from google.cloud import datastore
+import pytest
+from google.cloud import datastore, ndb
 
 from mapper.engine.jobs import start_job
 from mapper.engine.loading import class_spec
 from mapper.engine.records import JobStatus
+from mapper.engine.runtime import Runtime
 from mapper.engine.spec import JobSpec
 from tests.support import live_models
 from tests.support.live_models import (
+    Counter,
     Hooked,
     PutOddDeleteEven,
     PutOddDeleteEvenWithHooks,
+    TouchCounter,
     TouchLegacy,
     TouchLegacyDroppingUndeclared,
 )
@@ -118,3 +125,81 @@ def test_run_hooks_runs_every_ndb_hook_post_hooks_after_the_write(runtime, names
             assert live_models.HOOKS.index((pre, i)) < live_models.HOOKS.index((hook, i))
     with runtime.context(namespace):
         assert sorted(h.n for h in Hooked.query()) == [101, 103, 105, 107, 109]
+
+
+def seed_counters(client: datastore.Client, n: int) -> None:
+    entities = [datastore.Entity(client.key("Counter", i)) for i in range(1, n + 1)]
+    for entity in entities:
+        entity.update({"app": 0, "touched": 0})
+    for start in range(0, n, 500):
+        client.put_multi(entities[start : start + 500])
+
+
+def app_increment(runtime: Runtime, namespace: str, ident: int) -> None:
+    """The app's own write: a transactional read-modify-write through ndb."""
+
+    @ndb.transactional(retries=20)
+    def bump() -> None:
+        counter = Counter.get_by_id(ident)
+        counter.app += 1
+        counter.put()
+
+    with runtime.client.context(namespace=namespace, cache_policy=False, global_cache_policy=False):
+        bump()
+
+
+def test_an_app_write_between_a_batch_read_and_its_write_is_kept(
+    runtime, namespace, datastore_client, faults, needs_conflict_detection
+):
+    seed_counters(datastore_client, 300)
+    # The app writes entity 50 after the job read it (batch 0 holds ids 1..100)
+    # and before the job writes it back.
+    wrote = []
+
+    def app_writes_during_batch_0(point, info):
+        faults(point, info)
+        if point == "after_map" and not wrote:
+            # The app is another process: its write runs on a thread of its own.
+            app = threading.Thread(target=app_increment, args=(runtime, namespace, 50))
+            app.start()
+            app.join()
+            wrote.append(50)
+
+    runtime.faults = app_writes_during_batch_0
+    info = run(runtime, namespace, TouchCounter, batch_size=100)
+    assert info.status == JobStatus.SUCCEEDED and wrote == [50]
+    assert info.counters["conflicts"] == 1
+    assert info.counters["processed"] == info.counters["put"] == 300
+    found = {e.key.id: e for e in datastore_client.query(kind="Counter").fetch()}
+    assert found[50]["app"] == 1 and found[50]["touched"] == 1
+    assert {e["touched"] for e in found.values()} == {1}
+
+
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["default", "exactly-once"])
+def test_app_writes_throughout_a_10k_job_are_never_lost(
+    runtime, namespace, datastore_client, needs_conflict_detection, exactly_once
+):
+    seed_counters(datastore_client, 10_000)
+    stop = threading.Event()
+    done: collections.Counter[int] = collections.Counter()
+    rng = random.Random(11)
+
+    def app() -> None:
+        while not stop.is_set():
+            ident = rng.randint(1, 10_000)
+            app_increment(runtime, namespace, ident)
+            done[ident] += 1
+
+    writer = threading.Thread(target=app)
+    writer.start()
+    try:
+        info = run(runtime, namespace, TouchCounter, shards=2, batch_size=500,
+                   exactly_once=exactly_once)  # fmt: skip
+    finally:
+        stop.set()
+        writer.join()
+    assert info.status == JobStatus.SUCCEEDED
+    assert sum(done.values()) > 20  # the app did write while the job ran
+    found = {e.key.id: e for e in datastore_client.query(kind="Counter").fetch()}
+    assert {i: e["app"] for i, e in found.items() if e["app"]} == dict(done)  # none lost
+    assert {e["touched"] for e in found.values()} == {1}  # every job write too

@@ -61,3 +61,18 @@ class PutOddDeleteEven(Mapper):
 
 class PutOddDeleteEvenWithHooks(PutOddDeleteEven):
     RUN_HOOKS = True
+
+
+class Counter(ndb.Model):
+    """The app increments ``app`` in transactions while a job increments ``touched``."""
+
+    app = ndb.IntegerProperty(default=0)
+    touched = ndb.IntegerProperty(default=0)
+
+
+class TouchCounter(Mapper):
+    KIND = Counter
+
+    def map(self, entity: Counter) -> tuple[list[Any], list[Any]]:
+        entity.touched += 1
+        return [entity], []
