@@ -43,7 +43,7 @@ def test_crash_after_checkpoint_before_enqueue_loses_nothing(
     assert status.status == "succeeded"
     assert status.counters["processed"] == 500
     assert touch_counts(people) == {1: 500}
-    assert status.shards[0]["slice"] >= 4
+    assert status.shards[0].slice >= 4
 
 
 def test_same_slice_delivered_twice_concurrently_touches_each_entity_once(
@@ -119,7 +119,7 @@ def test_non_retryable_error_fails_fast(runtime, namespace, seed, faults):
     faults.raise_at("after_map", lambda: core_exceptions.InvalidArgument("injected"), times=1)
     status = start(runtime, namespace, batch_size=100).wait(timeout=60)
     assert status.status == "failed"
-    assert status.shards[0]["attempts"] == 1
+    assert status.shards[0].attempts == 1
     assert "InvalidArgument" in status.error
 
 
@@ -127,7 +127,7 @@ def test_entity_too_large_fails_fast_naming_its_key(runtime, namespace, seed, pe
     keys = seed(20)
     status = start(runtime, namespace, "Bloat", params={"name": "p00007"}).wait(timeout=60)
     assert status.status == "failed"
-    assert status.shards[0]["attempts"] == 1
+    assert status.shards[0].attempts == 1
     assert "over Datastore's 1048572" in status.error
     assert status.failed_key == f"Key('Person', {keys[7].id()}, namespace={namespace!r})"
     assert touch_counts(people) == {0: 20}
