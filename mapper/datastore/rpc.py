@@ -72,17 +72,23 @@ PERMANENT = (
     core_exceptions.FailedPrecondition,
 )
 
-#: Called before every RPC with its name; tests raise from it to inject faults.
-RpcHook = Callable[[str], None]
+#: Sends one request and returns its response (raises grpc.RpcError as the channel does).
+Send = Callable[[Any], Any]
+#: Wraps every RPC: called with the RPC's name, its request and ``send``; returns the
+#: response. The fault layer (``mapper.testing.faults``) is one: it can raise before or
+#: after ``send``, answer without sending, or wait.
+RpcInterceptor = Callable[[str, Any, Send], Any]
 
 
 class Store:
     """Datastore RPCs for one project/database, over one gRPC channel."""
 
-    def __init__(self, settings: Settings, channel: grpc.Channel, rpc_hook: RpcHook | None = None):
+    def __init__(
+        self, settings: Settings, channel: grpc.Channel, intercept: RpcInterceptor | None = None
+    ):
         self.project = settings.project
         self.database = settings.database
-        self.rpc_hook = rpc_hook
+        self.intercept = intercept
         self.retries = 5
         self.max_commit_bytes = (
             EMULATOR_MAX_COMMIT_BYTES if settings.emulator_host else MAX_COMMIT_BYTES
@@ -135,16 +141,24 @@ class Store:
             partition_id=self.partition(namespace),
             query=query,
         )
-        self._hook("RunQuery")
         future = self._calls["RunQuery"].future(request, metadata=self._metadata)
+
+        def send(sent: Any) -> Any:
+            # The request already under way is answered by its future; any other (an
+            # interceptor's own) goes out now.
+            if sent is request:
+                return future.result()
+            return self._calls["RunQuery"](sent, metadata=self._metadata)
 
         def result() -> Any:
             try:
-                return future.result().batch
-            except grpc.RpcError as e:
-                error = core_exceptions.from_grpc_error(e)
+                return self._send("RunQuery", request, send).batch
+            except (grpc.RpcError, core_exceptions.GoogleAPICallError) as e:
+                error = core_exceptions.from_grpc_error(e) if isinstance(e, grpc.RpcError) else e
                 if isinstance(error, TRANSIENT):
                     return self.run_query(query, namespace)
+                if error is e:
+                    raise
                 raise error from e
 
         return result
@@ -234,16 +248,23 @@ class Store:
 
     # -- plumbing -------------------------------------------------------------
 
-    def _hook(self, name: str) -> None:
-        if self.rpc_hook is not None:
-            self.rpc_hook(name)
+    def _send(self, name: str, request: Any, send: Send | None = None) -> Any:
+        """One attempt of RPC ``name``, through the interceptor when there is one."""
+        if send is None:
+            call = self._calls[name]
+
+            def send(sent: Any) -> Any:
+                return call(sent, metadata=self._metadata)
+
+        if self.intercept is None:
+            return send(request)
+        return self.intercept(name, request, send)
 
     def _call(self, name: str, request: Any, retry: bool = True) -> Any:
         attempt = 0
         while True:
             try:
-                self._hook(name)
-                return self._calls[name](request, metadata=self._metadata)
+                return self._send(name, request)
             except (grpc.RpcError, core_exceptions.GoogleAPICallError) as e:
                 error = core_exceptions.from_grpc_error(e) if isinstance(e, grpc.RpcError) else e
                 attempt += 1
