@@ -122,6 +122,17 @@ def finalize(rt: Runtime, task: FinalizeTask) -> None:
     """Move a job whose shards are all done to SUCCEEDED, running finish() once."""
     ns = rt.settings.state_namespace
     jkey = job_key(task.job_id, ns)
+    current = txns.get(rt.store, jkey)[0]
+    if current is None or current.job_status.is_final:
+        return
+    # DONE is final for a shard, so what is read here stays true: the claim below
+    # needs the job record alone (one entity group, whatever the shard count).
+    shards = txns.get(
+        rt.store, *[shard_key(task.job_id, i, ns) for i in range(len(current.ranges))]
+    )
+    if not all(s is not None and s.shard_status == ShardStatus.DONE for s in shards):
+        return
+    totals = sum_totals(shards)
 
     def claim(t: txns.Txn) -> _MapperJob | None:
         job = t.get(jkey)[0]
@@ -132,11 +143,8 @@ def finalize(rt: Runtime, task: FinalizeTask) -> None:
             raise RetrySlice("finish() is running in another copy of this task", delay=2.0)
         if job.job_status not in (JobStatus.RUNNING, JobStatus.FINALIZING):
             return None
-        shards = t.get(*[shard_key(task.job_id, i, ns) for i in range(len(job.ranges))])
-        if not all(s is not None and s.shard_status == ShardStatus.DONE for s in shards):
-            return None
         job.move_to(JobStatus.FINALIZING)
-        job.totals = sum_totals(shards)
+        job.totals = totals
         job.finalize_lease_until = now + datetime.timedelta(seconds=rt.settings.lease_seconds)
         t.put(job)
         return job
