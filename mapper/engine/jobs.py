@@ -21,6 +21,7 @@ from mapper.engine.records import (
     sum_totals,
     utcnow,
 )
+from mapper.engine.slices import maybe_finalize
 from mapper.engine.spec import JobSpec
 from mapper.engine.splitting import split_ranges
 from mapper.engine.status import JobInfo, StatusHandle, job_status
@@ -122,6 +123,7 @@ def finalize(rt: Runtime, task: FinalizeTask) -> None:
     """Move a job whose shards are all done to SUCCEEDED, running finish() once."""
     ns = rt.settings.state_namespace
     jkey = job_key(task.job_id, ns)
+    rt.fault("before_finalize", job_id=task.job_id)
     current = txns.get(rt.store, jkey)[0]
     if current is None or current.job_status.is_final:
         return
@@ -209,6 +211,8 @@ def resume_job(rt: Runtime, job_id: str) -> JobInfo:
             successor = txns.run_in_transaction(rt.store, fn)
             if successor is not None:
                 rt.dispatcher.enqueue(successor)
+        # Every shard may be done already (a pause that landed just before finalize).
+        maybe_finalize(rt, job_id)
         return job_status(rt, job_id)
 
 
