@@ -1,4 +1,4 @@
-"""Jobs: start, finalize, control (abort/pause/resume) and the Job handle."""
+"""Jobs: start, control (abort/pause/resume) and the Job handle."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from mapper.datastore import txn as txns
-from mapper.dispatch.messages import FinalizeTask, SliceTask, check_job_id
+from mapper.dispatch.messages import SliceTask, check_job_id
 from mapper.engine.adapter import Adapter
 from mapper.engine.loading import load_mapper_class
 from mapper.engine.records import (
@@ -18,14 +18,13 @@ from mapper.engine.records import (
     _MapperShard,
     job_key,
     shard_key,
-    sum_totals,
     utcnow,
 )
 from mapper.engine.slices import maybe_finalize
 from mapper.engine.spec import JobSpec
 from mapper.engine.splitting import split_ranges
 from mapper.engine.status import JobInfo, StatusHandle, job_status
-from mapper.errors import JobStateError, NotFoundError, RetrySlice
+from mapper.errors import JobStateError, NotFoundError
 
 if TYPE_CHECKING:
     from mapper.engine.runtime import Runtime
@@ -117,56 +116,6 @@ def _create_shards(rt: Runtime, job: _MapperJob, adapter: Adapter) -> None:
 
     txns.run_in_transaction(rt.store, mark_running)
     job.status = JobStatus.RUNNING.value
-
-
-def finalize(rt: Runtime, task: FinalizeTask) -> None:
-    """Move a job whose shards are all done to SUCCEEDED, running finish() once."""
-    ns = rt.settings.state_namespace
-    jkey = job_key(task.job_id, ns)
-    rt.fault("before_finalize", job_id=task.job_id)
-    current = txns.get(rt.store, jkey)[0]
-    if current is None or current.job_status.is_final:
-        return
-    # DONE is final for a shard, so what is read here stays true: the claim below
-    # needs the job record alone (one entity group, whatever the shard count).
-    shards = txns.get(
-        rt.store, *[shard_key(task.job_id, i, ns) for i in range(len(current.ranges))]
-    )
-    if not all(s is not None and s.shard_status == ShardStatus.DONE for s in shards):
-        return
-    totals = sum_totals(shards)
-
-    def claim(t: txns.Txn) -> _MapperJob | None:
-        job = t.get(jkey)[0]
-        if job is None or job.job_status.is_final:
-            return None
-        now = utcnow()
-        if job.job_status == JobStatus.FINALIZING and job.finalize_lease_until > now:
-            raise RetrySlice("finish() is running in another copy of this task", delay=2.0)
-        if job.job_status not in (JobStatus.RUNNING, JobStatus.FINALIZING):
-            return None
-        job.move_to(JobStatus.FINALIZING)
-        job.totals = totals
-        job.finalize_lease_until = now + datetime.timedelta(seconds=rt.settings.lease_seconds)
-        t.put(job)
-        return job
-
-    job = txns.run_in_transaction(rt.store, claim)
-    if job is None:
-        return
-    mapper = load_mapper_class(job.mapper)(**(job.params or {}))
-    mapper.bind(task.job_id, None, rt)
-    rt.fault("before_finish", job_id=task.job_id)
-    mapper.finish()
-
-    def done(t: txns.Txn) -> None:
-        current = t.get(jkey)[0]
-        if current.job_status == JobStatus.FINALIZING:
-            current.move_to(JobStatus.SUCCEEDED)
-            t.put(current)
-
-    txns.run_in_transaction(rt.store, done)
-    logger.info("job=%s succeeded totals=%s", task.job_id, job.totals)
 
 
 # -- control ---------------------------------------------------------------------
