@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from mapper.dump.manifest import MANIFEST, read_manifest
+from mapper.engine.status import list_job_ids
 
 
 def test_export_then_import_keep_into_another_namespace(cli, namespace, seed, tmp_path, runtime):
@@ -51,3 +52,26 @@ def test_export_option_errors_exit_2(cli, tmp_path):
     reserved = cli("export", "--out", str(tmp_path), "--kind", "__kind__")
     assert reserved.exit_code == 2
     assert "'__kind__'" in reserved.output
+
+
+def test_export_to_a_destination_nobody_can_write_fails_before_the_job_starts(
+    cli, namespace, runtime
+):
+    """Finding 7, as a user sees it: it used to sit in FINALIZING with its progress line."""
+    result = cli(
+        "export", "--out", "/proc/x", "--kind", "K", "--namespace", namespace, "--id", "e1"
+    )
+    assert result.exit_code == 2
+    assert "cannot write the dump to /proc/x" in result.output
+    assert "No such file or directory" in result.output
+    assert list_job_ids(runtime) == []
+
+
+def test_export_to_a_bucket_that_does_not_exist_fails_before_the_job_starts(
+    cli, namespace, runtime, gcs_bucket
+):
+    out = gcs_bucket + "-missing/dump"
+    result = cli("export", "--out", out, "--kind", "K", "--namespace", namespace)
+    assert result.exit_code == 2
+    assert f"cannot write the dump to {out}" in result.output
+    assert list_job_ids(runtime) == []

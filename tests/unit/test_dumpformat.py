@@ -664,3 +664,15 @@ def test_store_delete_all_removes_every_file_and_copy_dump_copies_them(
     assert validate_dump(copy).totals["entities"] == 1
     store.delete_all()
     assert store.list_files() == []
+
+
+def test_a_writable_location_is_probed_without_leaving_a_file(tmp_path: Path) -> None:
+    store = LocalDumpStore(tmp_path / "new" / "dump")
+    store.check_writable()
+    assert store.list_files() == []
+    assert list((tmp_path / "new" / "dump").iterdir()) == []
+
+
+def test_an_unwritable_location_is_refused_naming_it_and_why() -> None:
+    with pytest.raises(ConfigurationError, match=r"cannot write the dump to /proc/x: .*Errno"):
+        LocalDumpStore("/proc/x").check_writable()
