@@ -155,7 +155,8 @@ def start_import(rt: Runtime, spec: ImportSpec) -> tuple[dict[str, Any], ImportR
     """Plan (validating everything), then stage the parts and start the first stage.
 
     Returns the plan and a handle on the run (None for a dry run). Idempotent
-    for a client-chosen ``spec.id``.
+    for a client-chosen ``spec.id``: a second start re-drives every stage already
+    started (the command re-run after its process died goes on where it stopped).
     """
     plan = plan_import(rt, spec)
     if spec.dry_run:
@@ -168,8 +169,19 @@ def start_import(rt: Runtime, spec: ImportSpec) -> tuple[dict[str, Any], ImportR
     manifest = read_manifest(spec.source)
     _stage_parts(rt, import_id, spec.source, manifest)
     params = plan_params(rt, spec, import_id, plan, manifest)
-    start_job(rt, stage_job_spec(params, 0))
+    for index in range(len(params["stages"])):
+        # Each stage's finish() starts the next: a stage not started yet is not ours to start.
+        if index == 0 or _job_exists(rt, f"{import_id}-{index}"):
+            start_job(rt, stage_job_spec(params, index))
     return plan, ImportRun(rt, import_id)
+
+
+def _job_exists(rt: Runtime, job_id: str) -> bool:
+    try:
+        job_status(rt, job_id)
+    except NotFoundError:
+        return False
+    return True
 
 
 def plan_params(
