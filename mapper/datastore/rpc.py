@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 Entity = _entity_types.Entity.pb()
 Key = _entity_types.Key.pb()
+Value = _entity_types.Value.pb()
 PartitionId = _entity_types.PartitionId.pb()
 Query = _query_types.Query.pb()
 Filter = _query_types.Filter.pb()

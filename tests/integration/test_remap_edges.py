@@ -1,0 +1,94 @@
+"""Import with key remap at its edges: odd keys, big key maps, two imports at once."""
+
+from __future__ import annotations
+
+import pytest
+from google.cloud import datastore
+
+from mapper.datastore.query import kind_query
+from mapper.datastore.rpc import MAX_ENTITY_BYTES, Entity
+from mapper.dump.manifest import Manifest, write_manifest
+from mapper.dump.parts import part_relpath, write_part
+from mapper.transfer.export import ExportSpec, start_export
+from mapper.transfer.importer import ImportSpec, start_import
+from mapper.transfer.keymap import PART_KIND
+from mapper.transfer.options import parse_options
+from tests.fixtures_alltypes import key
+
+
+@pytest.fixture
+def source(runtime, namespace):
+    """A datastore client on a namespace of its own, the dump's source."""
+    client = datastore.Client(project=runtime.settings.project, namespace=namespace + "src")
+    yield client
+    client.close()
+
+
+def export(runtime, client, tmp_path, kinds, batch_size=100):
+    out = str(tmp_path / "dump")
+    spec = ExportSpec(
+        out=out, kinds=kinds, namespaces=[client.namespace], batch_size=batch_size, shards=1
+    )
+    assert start_export(runtime, spec).wait(timeout=120).status == "succeeded"
+    return out
+
+
+def remap(runtime, dump, target, **options):
+    spec = ImportSpec(source=dump, mode="remap", namespace=target, options=parse_options(**options))
+    return start_import(runtime, spec)[1]
+
+
+def test_embedded_entities_with_incomplete_or_foreign_keys_are_not_references(
+    runtime, namespace, source, tmp_path
+):
+    """Finding 9: the dangling check looked up every embedded key, and failed the import."""
+    address = datastore.Entity(source.key("Address"))  # an incomplete key
+    address["city"] = "Oslo"
+    foreign = datastore.Entity(datastore.Key("Thing", 5, project="elsewhere"))
+    foreign["x"] = 1
+    person = datastore.Entity(source.key("Person", "p1"))
+    person.update({"address": address, "foreign": foreign, "friend": source.key("Person", 7)})
+    source.put(person)
+    dump = export(runtime, source, tmp_path, ["Person"])
+
+    target = namespace + "dst"
+    status = remap(runtime, dump, target).wait(timeout=60)
+    assert status.status == "succeeded", status.error
+    (imported,) = (
+        datastore.Client(project=runtime.settings.project, namespace=target)
+        .query(kind="Person")
+        .fetch()
+    )
+    assert imported["address"]["city"] == "Oslo"
+    assert imported["address"].key.is_partial
+    assert imported["foreign"].key.project == "elsewhere"
+    assert imported["friend"].namespace == target  # a dangling reference, moved along
+    assert status.counters["dangling"] == 1
+
+
+def test_a_key_map_part_of_500_long_named_keys_stays_under_the_entity_limit(
+    runtime, namespace, tmp_path
+):
+    """Finding 12: 500 pairs of 1,400-byte names made one part record over 1 MiB."""
+    source, project = namespace + "src", runtime.settings.project
+    items = []
+    for i in range(500):  # one part of 500 (an export's page can be smaller on an emulator)
+        item = Entity()
+        item.key.CopyFrom(key(project, source, "Item", f"{i:04d}-" + "x" * 1400))
+        item.properties["n"].integer_value = i
+        items.append(item)
+    dump = str(tmp_path / "dump")
+    part = write_part(dump, part_relpath("Item", 0, 0, source), items)
+    write_manifest(dump, Manifest.build(project, "", [part]))
+
+    target = namespace + "dst"
+    status = remap(runtime, dump, target).wait(timeout=120)
+    assert status.status == "succeeded", status.error
+    assert status.counters["named"] == 500
+    imported = datastore.Client(project=project, namespace=target)
+    assert sorted(e.key.name for e in imported.query(kind="Item").fetch()) == sorted(
+        e.key.path[0].name for e in items
+    )
+    records = runtime.store.run_query(kind_query(PART_KIND), namespace).entity_results
+    assert len(records) >= 2
+    assert all(r.entity.ByteSize() < MAX_ENTITY_BYTES for r in records)
