@@ -254,8 +254,14 @@ def rewrite(
     """The entities to put, keys rewritten through the key map, schema drift applied."""
     depths = {len(e.key.path) for e in entities}
     slots = [(part, d) for d in depths] + [(part, WRITE_SLOT + d) for d in depths]
-    records = stage.keymap().lookup_parts(slots)
-    own = {key_bytes(old): (new, how) for pairs in records.values() for old, new, how in pairs}
+    own: dict[bytes, tuple[Any, str]] = {}
+    for (_, slot), pairs in stage.keymap().lookup_parts(slots).items():
+        for old, new, how in pairs:
+            own[key_bytes(old)] = (new, how)
+            if slot >= WRITE_SLOT:
+                # Chosen by this stage in a run of this batch that did not reach its
+                # checkpoint: the counts go with this run's.
+                count(how)
     # Kinds nothing refers to get their keys here, depth by depth (parents first).
     for depth in sorted(depths):
         unmapped = [e for e in entities if len(e.key.path) == depth and key_bytes(e.key) not in own]
