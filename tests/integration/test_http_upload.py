@@ -21,7 +21,7 @@ def dump(runtime, namespace, seed, tmp_path) -> Path:
     seed(60)
     out = tmp_path / "dump"
     spec = ExportSpec(out=str(out), kinds=["Person"], namespaces=[namespace], batch_size=25)
-    assert start_export(runtime, spec).wait(timeout=60)["status"] == "succeeded"
+    assert start_export(runtime, spec).wait(timeout=60).status == "succeeded"
     return out
 
 

@@ -26,7 +26,7 @@ def two_sites(runtime, namespace, tmp_path):
         sites.seed_site("B", ("python", "rust"))
     out = str(tmp_path / "site-b")
     spec = ExportSpec(out=out, kinds=KINDS, namespaces=[site_b], batch_size=3, shards=2)
-    assert start_export(runtime, spec).wait(timeout=120)["status"] == "succeeded"
+    assert start_export(runtime, spec).wait(timeout=120).status == "succeeded"
     return out
 
 
@@ -266,7 +266,7 @@ def test_key_map_records_exist_only_for_kinds_something_refers_to(runtime, names
     from mapper.datastore.rpc import Key
     from mapper.transfer.keymap import KIND as KEYMAP_KIND
 
-    assert merge(runtime, namespace, two_sites)["status"] == "succeeded"
+    assert merge(runtime, namespace, two_sites).status == "succeeded"
     records = runtime.store.run_query(_kind_query(KEYMAP_KIND), namespace).entity_results
     kinds = {Key.FromString(r.entity.properties["old"].blob_value).path[-1].kind for r in records}
     # Activities are referenced by nothing: the part records alone map them.
