@@ -24,6 +24,7 @@ from mapper.datastore.keys import key_bytes, key_repr
 from mapper.datastore.keywalk import (
     Partition,
     embedded_keys,
+    is_complete,
     partition_of,
     reference_values,
     set_partition,
@@ -92,6 +93,11 @@ class ImportStage(Mapper):
 
     def in_dump_partition(self, key: Any) -> bool:
         return partition_of(key) in self.moves
+
+    def is_reference(self, key: Any) -> bool:
+        """Only a complete key of the dump's partitions can point at an entity it maps:
+        an embedded entity's incomplete key, or another project's key, is just a value."""
+        return is_complete(key) and self.in_dump_partition(key)
 
 
 # -- stage 1: choose new keys ------------------------------------------------------------
@@ -230,12 +236,15 @@ def dangling(
         key_bytes(v.key_value): v.key_value
         for e in entities
         for v in reference_values(e)
-        if stage.in_dump_partition(v.key_value)
+        if stage.is_reference(v.key_value)
     }
     parents = {
         key_bytes(p): p for p in (parent_key(e.key) for e in entities if len(e.key.path) > 1)
     }
-    wanted = {**refs, **parents, **{key_bytes(k): k for e in entities for k in embedded_keys(e)}}
+    embedded = {
+        key_bytes(k): k for e in entities for k in embedded_keys(e) if stage.is_reference(k)
+    }
+    wanted = {**refs, **parents, **embedded}
     known = known or {}
     mapped = {b: known[b] for b in wanted if b in known}
     mapped |= stage.keymap().lookup(k for b, k in wanted.items() if b not in known)
