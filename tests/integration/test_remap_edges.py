@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from google.cloud import datastore
 
@@ -9,6 +11,8 @@ from mapper.datastore.query import kind_query
 from mapper.datastore.rpc import MAX_ENTITY_BYTES, Entity
 from mapper.dump.manifest import Manifest, write_manifest
 from mapper.dump.parts import part_relpath, write_part
+from mapper.errors import JobStateError
+from mapper.transfer import locks
 from mapper.transfer.export import ExportSpec, start_export
 from mapper.transfer.importer import ImportSpec, start_import
 from mapper.transfer.keymap import PART_KIND
@@ -33,8 +37,9 @@ def export(runtime, client, tmp_path, kinds, batch_size=100):
     return out
 
 
-def remap(runtime, dump, target, **options):
-    spec = ImportSpec(source=dump, mode="remap", namespace=target, options=parse_options(**options))
+def remap(runtime, dump, target, import_id=None, **options):
+    options = parse_options(**options)
+    spec = ImportSpec(source=dump, mode="remap", namespace=target, id=import_id, options=options)
     return start_import(runtime, spec)[1]
 
 
@@ -97,3 +102,34 @@ def test_a_key_map_part_of_500_long_named_keys_stays_under_the_entity_limit(
     records = runtime.store.run_query(kind_query(PART_KIND), namespace).entity_results
     assert len(records) >= 2
     assert all(r.entity.ByteSize() < MAX_ENTITY_BYTES for r in records)
+
+
+def test_a_second_remap_import_into_the_same_namespace_is_refused_while_the_first_runs(
+    runtime, namespace, source, tmp_path, faults
+):
+    """Finding 11: two imports both saw a natural key as absent, and both inserted."""
+    tags = []
+    for i in range(40):
+        tag = datastore.Entity(source.key("Tag"))
+        tag["name"] = f"tag {i}"
+        tags.append(tag)
+    source.put_multi(tags)
+    dump = export(runtime, source, tmp_path, ["Tag"])
+    target = namespace + "dst"
+    gate = threading.Event()  # holds the first import's first batch until the checks end
+    faults.call_at("before_batch", lambda info: gate.wait(30))
+    first = remap(runtime, dump, target, import_id="first", natural_keys=["Tag=name"])
+    with pytest.raises(
+        JobStateError, match=r"Tag in namespace '\w+dst' is being imported by first"
+    ):
+        remap(runtime, dump, target, import_id="second", natural_keys=["Tag=name"])
+    locks.acquire(runtime, "first", [(target, "Tag")], lambda holder: True)  # its own: again
+    gate.set()
+    assert first.wait(timeout=60).status == "succeeded"
+
+    second = remap(runtime, dump, target, import_id="second", natural_keys=["Tag=name"])
+    status = second.wait(timeout=60)
+    assert status.status == "succeeded"
+    assert status.counters["merged"] == 40  # every tag matched the first import's
+    imported = datastore.Client(project=runtime.settings.project, namespace=target)
+    assert len(list(imported.query(kind="Tag").fetch())) == 40
