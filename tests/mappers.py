@@ -100,3 +100,9 @@ class FailingFinish(TouchPeople):
 
     def finish(self) -> None:
         raise RuntimeError("finish cannot reach the outside world")
+
+
+class TouchTouched(TouchPeople):
+    """An inequality filter: refused at start (a shard's query is ordered by key)."""
+
+    FILTERS = [Person.touched > 0]
