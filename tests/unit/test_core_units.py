@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from mapper.datastore.keys import key_order
+from mapper.datastore.keys import key_bytes, key_order
 from mapper.datastore.rpc import Entity, bounded_batches
 from mapper.dispatch.messages import SliceTask, task_from_json, task_to_json
 from mapper.engine.spec import JobSpec
-from mapper.engine.splitting import pick_split_points
+from mapper.engine.splitting import pick_split_points, split_ranges
 from mapper.errors import ConfigurationError, InvalidJobError, PermanentSliceError
 from mapper.settings import Settings
 from tests.fixtures_alltypes import key
@@ -84,3 +84,13 @@ def test_bounded_batches_respect_count_and_bytes():
     assert [len(d) for _, d in bounded_batches([], keys)] == [500, 500, 200]
     with pytest.raises(PermanentSliceError):
         list(bounded_batches([entity(1_100_000)], []))
+
+
+def test_one_split_key_given_by_the_mapper_makes_two_ranges():
+    """Finding 12: ``import --shards 2`` got one split key, and ran on one shard."""
+    ranges, how = split_ranges(None, "A", "", 2, [make_key("A", 7)])  # type: ignore[arg-type]
+    assert len(ranges) == 2 and ranges[0][1] == ranges[1][0] == key_bytes(make_key("A", 7))
+    ranges, _ = split_ranges(None, "A", "", 3, [make_key("A", i) for i in (9, 3, 3)])
+    assert [r[1] for r in ranges[:-1]] == [key_bytes(make_key("A", i)) for i in (3, 9)]
+    ranges, _ = split_ranges(None, "A", "", 2, [make_key("A", i) for i in range(1, 10)])
+    assert len(ranges) == 2
