@@ -51,6 +51,10 @@ class Settings:
     local_workers: int = 8
     #: Where dumps uploaded to ``POST /_mapper/imports`` are kept (a directory or gs://).
     upload_location: str = "uploads"
+    #: Bounds of one upload: the request, its archive unpacked, the archive's members.
+    upload_max_bytes: int = 256 * 1024 * 1024
+    upload_max_unpacked_bytes: int = 1024 * 1024 * 1024
+    upload_max_members: int = 100_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -80,6 +84,13 @@ class Settings:
             max_attempts=int(_number(env, "MAPPER_MAX_ATTEMPTS", 5)),
             local_workers=int(_number(env, "MAPPER_LOCAL_WORKERS", 8)),
             upload_location=env.get("MAPPER_UPLOAD_LOCATION", "uploads"),
+            upload_max_bytes=int(_number(env, "MAPPER_UPLOAD_MAX_BYTES", cls.upload_max_bytes)),
+            upload_max_unpacked_bytes=int(
+                _number(env, "MAPPER_UPLOAD_MAX_UNPACKED_BYTES", cls.upload_max_unpacked_bytes)
+            ),
+            upload_max_members=int(
+                _number(env, "MAPPER_UPLOAD_MAX_MEMBERS", cls.upload_max_members)
+            ),
         )
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]
@@ -110,6 +121,13 @@ class Settings:
                 "MAPPER_SLICE_SECONDS and MAPPER_LEASE_SECONDS must be > 0 and "
                 f"MAPPER_MAX_ATTEMPTS >= 1, got {self.slice_seconds!r}, "
                 f"{self.lease_seconds!r}, {self.max_attempts!r}"
+            )
+
+        uploads = (self.upload_max_bytes, self.upload_max_unpacked_bytes, self.upload_max_members)
+        if min(uploads) < 1:
+            raise ConfigurationError(
+                "MAPPER_UPLOAD_MAX_BYTES, MAPPER_UPLOAD_MAX_UNPACKED_BYTES and "
+                f"MAPPER_UPLOAD_MAX_MEMBERS must be >= 1, got {uploads!r}"
             )
 
     def replace(self, **changes: object) -> Settings:
