@@ -1,7 +1,7 @@
 """Benchmark a touch job: our Mapper against a raw floor and the classic Mapper ported to ndb.
 
     .venv/bin/python -m bench.touch [--sizes 10000,50000] [--rounds 2] [--shards 4]
-                                    [--batch-size 500] [--profile DIR]
+                                    [--batch-size 500] [--profile DIR] [--faults SPEC]
 
 One Datastore emulator, reset before each size N and seeded with N small entities. Every
 variant runs in its own fresh child process (so peak RSS is per variant and size), in turn,
@@ -15,6 +15,9 @@ pass of each variant (the emulator's JIT makes whatever runs first slow):
   ours (raw)     mapper.Mapper with KIND = the kind name (raw entities, no model)
 Prints entities/s (median over the rounds), the ratios the issue sets (ours/raw floor >= 0.5,
 ours/naive >= 2) with their spread over the rounds, and each variant's peak RSS.
+``--faults`` runs our variants under a fault plan (``FaultPlan.from_spec``, e.g.
+``latency=0.03`` for production's round trips, ``aborted=0.05,unavailable=0.01``): the
+fault layer sits in mapper's Store, so the baselines run without it.
 """
 
 from __future__ import annotations
@@ -105,16 +108,19 @@ def naive_ndb(namespace: str, n: int) -> None:
         raise SystemExit(f"naive ndb saw {count + len(pending)} entities, not {n}")
 
 
-def ours(mapper: str, shards: int, batch_size: int) -> Callable[[str, int], None]:
+def ours(
+    mapper: str, shards: int, batch_size: int, faults: str | None = None
+) -> Callable[[str, int], None]:
     def run(namespace: str, n: int) -> None:
         from mapper.engine.jobs import start_job
         from mapper.engine.runtime import Runtime
         from mapper.engine.spec import JobSpec
         from mapper.settings import Settings
+        from mapper.testing.faults import FaultPlan
 
         project, host = os.environ["GOOGLE_CLOUD_PROJECT"], os.environ["DATASTORE_EMULATOR_HOST"]
         settings = Settings(project=project, emulator_host=host, state_namespace=f"s-{namespace}")
-        rt = Runtime(settings)
+        rt = Runtime(settings, faults=FaultPlan.from_spec(faults) if faults else None)
         try:
             spec = JobSpec(mapper=f"bench.touch:{mapper}", shards=shards, batch_size=batch_size,
                            namespace=namespace)  # fmt: skip
@@ -133,8 +139,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     runs = {
         "raw floor": raw_floor,
         "naive ndb": naive_ndb,
-        "ours (model)": ours("TouchModel", args.shards, args.batch_size),
-        "ours (raw)": ours("TouchRaw", args.shards, args.batch_size),
+        "ours (model)": ours("TouchModel", args.shards, args.batch_size, args.faults),
+        "ours (raw)": ours("TouchRaw", args.shards, args.batch_size, args.faults),
     }
     run = runs[args.child]
     if not args.profile:
@@ -257,6 +263,7 @@ def main() -> int:
     parser.add_argument("--profile", help="write a cProfile file per timed child into this dir")
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--report", help="only print the report of a --json file")
+    parser.add_argument("--faults", help="a fault plan spec for our variants: latency=0.03,...")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--namespace", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -269,6 +276,7 @@ def main() -> int:
         print(json.dumps(child(args)))
         return 0
     args.child_extra = ["--profile", os.path.abspath(args.profile)] if args.profile else []
+    args.child_extra += ["--faults", args.faults] if args.faults else []
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
     results = measure(args)
