@@ -12,8 +12,8 @@ At the RPC boundary (``FaultPlan.rpc`` wraps every RPC of the Runtime's Store):
 a commit that applies and then answers DEADLINE_EXCEEDED, UNAVAILABLE or INTERNAL;
 a query page that is empty but says NOT_FINISHED; ABORTED on transactional
 commits; bursts of UNAVAILABLE; latency on every RPC. Random choices come from
-one ``random.Random(seed)``: the same seed and the same order of RPCs give the
-same faults. See docs/faults.md.
+seeded streams, one per fault: the same seed and the same sequence of the RPCs
+a fault applies to give the same faults. See docs/faults.md.
 """
 
 from __future__ import annotations
@@ -73,6 +73,9 @@ class _RpcRule:
     rpcs: frozenset[str] | None = None
     errors: Sequence[ErrorFactory] = ()
     length: int = 1
+    #: Each rule draws from a stream of its own, so that one rule's draws (say, bursts
+    #: over every RPC, status polls included) do not shift another's.
+    random: random.Random = dataclasses.field(default_factory=random.Random)
 
     def applies(self, name: str, request: Any) -> bool:
         if self.remaining is not None and self.remaining <= 0:
@@ -92,7 +95,8 @@ class FaultPlan:
     """
 
     def __init__(self, seed: int | None = 0) -> None:
-        self.random = random.Random(seed)
+        self.seed = seed
+        self.random = self._stream("latency")
         self._rules: list[_PointRule] = []
         self._rpc_rules: list[_RpcRule] = []
         self._latency: tuple[float, float, frozenset[str] | None] | None = None
@@ -249,8 +253,12 @@ class FaultPlan:
     def _add_rpc(self, rule: _RpcRule) -> FaultPlan:
         if not 0.0 <= rule.rate <= 1.0:
             raise ValueError(f"a rate is a probability in [0, 1], got {rule.rate!r}")
+        rule.random = self._stream(f"{rule.kind}/{len(self._rpc_rules)}")
         self._rpc_rules.append(rule)
         return self
+
+    def _stream(self, name: str) -> random.Random:
+        return random.Random(None if self.seed is None else f"{self.seed}/{name}")
 
     def rpc(self, name: str, request: Any, send: Send) -> Any:
         """Wrap one RPC (a Runtime's Store calls this for every RPC it makes)."""
@@ -286,11 +294,11 @@ class FaultPlan:
                 self.injected[burst.kind] += 1
                 return delay, (burst.kind, burst.errors[0])
             for rule in self._rpc_rules:
-                if not rule.applies(name, request) or self.random.random() >= rule.rate:
+                if not rule.applies(name, request) or rule.random.random() >= rule.rate:
                     continue
                 if rule.remaining is not None:
                     rule.remaining -= 1
-                error = self.random.choice(rule.errors) if rule.errors else None
+                error = rule.random.choice(rule.errors) if rule.errors else None
                 if rule.length > 1 and error is not None:  # the rest of a burst
                     self._burst = dataclasses.replace(rule, length=rule.length - 1, errors=[error])
                 self.injected[rule.kind] += 1

@@ -112,11 +112,11 @@ def test_aborted_commit_applies_nothing_and_the_transaction_is_retried(runtime, 
     assert stored(runtime, namespace, "x") == {}
 
     faults.aborted_commits(rate=0.5, times=3)
-    for i in range(6):
+    for i in range(12):
         txns.run_in_transaction(
             runtime.store, lambda t, i=i: t.upserts.append(entity(runtime, namespace, f"y{i}"))
         )
-    assert len(stored(runtime, namespace, *[f"y{i}" for i in range(6)])) == 6
+    assert len(stored(runtime, namespace, *[f"y{i}" for i in range(12)])) == 12
     assert faults.injected["aborted_commit"] == 1 + 3
 
 
