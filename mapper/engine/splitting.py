@@ -7,6 +7,7 @@ from typing import Any
 from google.cloud.datastore_v1.types import query as _query_types
 
 from mapper.datastore.keys import key_bytes, key_order
+from mapper.datastore.query import results
 from mapper.datastore.rpc import Query, Store
 
 PropertyOrder = _query_types.PropertyOrder.pb()
@@ -51,15 +52,8 @@ def scatter_sample(store: Store, kind: str, namespace: str, limit: int) -> list[
     query.projection.add().property.name = "__key__"
     order = query.order.add(direction=PropertyOrder.ASCENDING)
     order.property.name = "__scatter__"
-    keys: list[Any] = []
-    while True:
-        batch = store.run_query(query, namespace)
-        keys.extend(r.entity.key for r in batch.entity_results)
-        if not batch.entity_results or len(keys) >= limit or batch.more_results != 1:
-            return keys[:limit]
-        # NOT_FINISHED: continue from the cursor.
-        query.start_cursor = batch.end_cursor
-        query.limit.value = limit - len(keys)
+    # The one pager: an empty page that says NOT_FINISHED is not the end of the sample.
+    return [entity.key for entity in results(store, query, namespace)][:limit]
 
 
 def pick_split_points(samples: list[Any], shards: int) -> list[Any]:
