@@ -42,6 +42,12 @@ class DumpFormatError(MapperError):
         self.line = line
 
 
+class TooLargeError(MapperError):
+    """An upload (or a part of it) is over one of the bounds set for it."""
+
+    http_status = 413
+
+
 class DispatchError(MapperError):
     """A task could not be enqueued."""
 

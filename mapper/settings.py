@@ -57,6 +57,10 @@ class Settings:
     ndb_global_cache: str | None = None
     #: Path under which mapper.web mounts its endpoints, and where tasks are sent.
     url_prefix: str = "/_mapper"
+    #: Bounds of one upload: the request, its archive unpacked, the archive's members.
+    upload_max_bytes: int = 256 * 1024 * 1024
+    upload_max_unpacked_bytes: int = 1024 * 1024 * 1024
+    upload_max_members: int = 100_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -88,6 +92,13 @@ class Settings:
             upload_location=env.get("MAPPER_UPLOAD_LOCATION", "uploads"),
             ndb_global_cache=env.get("MAPPER_NDB_GLOBAL_CACHE") or None,
             url_prefix=env.get("MAPPER_URL_PREFIX") or "/_mapper",
+            upload_max_bytes=int(_number(env, "MAPPER_UPLOAD_MAX_BYTES", cls.upload_max_bytes)),
+            upload_max_unpacked_bytes=int(
+                _number(env, "MAPPER_UPLOAD_MAX_UNPACKED_BYTES", cls.upload_max_unpacked_bytes)
+            ),
+            upload_max_members=int(
+                _number(env, "MAPPER_UPLOAD_MAX_MEMBERS", cls.upload_max_members)
+            ),
         )
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]
@@ -123,6 +134,13 @@ class Settings:
                 "MAPPER_SLICE_SECONDS and MAPPER_LEASE_SECONDS must be > 0 and "
                 f"MAPPER_MAX_ATTEMPTS >= 1, got {self.slice_seconds!r}, "
                 f"{self.lease_seconds!r}, {self.max_attempts!r}"
+            )
+
+        uploads = (self.upload_max_bytes, self.upload_max_unpacked_bytes, self.upload_max_members)
+        if min(uploads) < 1:
+            raise ConfigurationError(
+                "MAPPER_UPLOAD_MAX_BYTES, MAPPER_UPLOAD_MAX_UNPACKED_BYTES and "
+                f"MAPPER_UPLOAD_MAX_MEMBERS must be >= 1, got {uploads!r}"
             )
 
     def replace(self, **changes: object) -> Settings:

@@ -14,9 +14,15 @@ _META = "mapper.runtime"
 
 
 def runtime() -> Runtime:
-    """The command's Runtime, from the environment: built on first use, closed when it ends."""
+    """The command's Runtime, from the environment: built on first use, closed when it ends.
+
+    A caller that invokes the command with a Runtime as click's ``obj`` (the test
+    kit's ``python -m mapper.testing.faultcli``) gets that one, and closes it itself.
+    """
     ctx = click.get_current_context().find_root()
     rt = ctx.meta.get(_META)
+    if rt is None and isinstance(ctx.obj, Runtime):
+        rt = ctx.meta[_META] = ctx.obj
     if rt is None:
         rt = ctx.meta[_META] = Runtime(Settings.from_env())
         ctx.call_on_close(rt.close)

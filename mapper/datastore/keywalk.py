@@ -21,6 +21,11 @@ def set_partition(key: Any, partition: Partition) -> None:
     key.partition_id.namespace_id = namespace
 
 
+def is_complete(key: Any) -> bool:
+    """True when every element of ``key``'s path has an id or a name (it can be looked up)."""
+    return bool(key.path) and all(e.WhichOneof("id_type") is not None for e in key.path)
+
+
 def values(entity: Any) -> Iterator[Any]:
     """Every Value in ``entity``'s properties, at any depth: list items and the values
     of embedded entities too. The one walker every key search below is built on."""

@@ -56,11 +56,14 @@ def filters_from(items: Sequence[Any]) -> list[Any]:
 
     Items are ``(property, value)`` pairs (an ndb Property or a name), ndb
     filter nodes (``Model.prop == value``) or Filter protobufs, kept as given.
+    Only equality (and ``__key__`` ancestor) filters, joined by AND, are taken:
+    a shard reads its key range ordered by key, which Datastore refuses with an
+    inequality, ``!=`` or ``IN`` on another property (raises InvalidJobError).
     """
     result = []
     for item in items:
         if isinstance(item, Filter):
-            result.append(item)
+            result.append(_equality_only(item, item))
             continue
         if isinstance(item, list) and len(item) == 2:
             item = tuple(item)  # pairs that went through JSON
@@ -76,9 +79,30 @@ def filters_from(items: Sequence[Any]) -> list[Any]:
                 raise InvalidJobError(f"filter property must be a Property or name: {prop!r}")
         else:
             raise InvalidJobError(f"FILTERS items are (property, value) pairs: {item!r}")
+        if not isinstance(node, ndb_query.FilterNode):  # IN and OR become disjunctions
+            raise InvalidJobError(_EQUALITY_ONLY + repr(item))
         message = node._to_filter()
-        result.append(_as_filter(getattr(message, "_pb", message)))  # upb inside proto-plus
+        pb = _as_filter(getattr(message, "_pb", message))  # upb inside proto-plus
+        result.append(_equality_only(pb, item))
     return result
+
+
+_EQUALITY_ONLY = (
+    "FILTERS take equality filters only (a shard's query is ordered by key, which "
+    "Datastore refuses with an inequality, != or IN on another property), got "
+)
+
+
+def _equality_only(pb: Any, item: Any) -> Any:
+    """``pb`` if it is equalities (or a key ancestor) joined by AND, else InvalidJobError."""
+    if pb.WhichOneof("filter_type") == "composite_filter":
+        if pb.composite_filter.op != CompositeFilter.AND:
+            raise InvalidJobError(_EQUALITY_ONLY + repr(item))
+        for part in pb.composite_filter.filters:
+            _equality_only(part, item)
+    elif pb.property_filter.op not in (PropertyFilter.EQUAL, PropertyFilter.HAS_ANCESTOR):
+        raise InvalidJobError(_EQUALITY_ONLY + repr(item))
+    return pb
 
 
 def and_filter(query: Any, parts: Sequence[Any]) -> None:

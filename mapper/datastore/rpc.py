@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 Entity = _entity_types.Entity.pb()
 Key = _entity_types.Key.pb()
+Value = _entity_types.Value.pb()
 PartitionId = _entity_types.PartitionId.pb()
 Query = _query_types.Query.pb()
 Filter = _query_types.Filter.pb()
@@ -75,11 +76,12 @@ PERMANENT = (
     core_exceptions.FailedPrecondition,
 )
 
-#: Called before every RPC with its name; tests raise from it to inject faults.
-RpcHook = Callable[[str], None]
-#: Called after every RPC that answered, with its name, request and response; returns the
-#: response to use (tests return an altered one: an empty page that says NOT_FINISHED, ...).
-ResponseHook = Callable[[str, Any, Any], Any]
+#: Sends one request and returns its response (raises grpc.RpcError as the channel does).
+Send = Callable[[Any], Any]
+#: Wraps every RPC: called with the RPC's name, its request and ``send``; returns the
+#: response. The fault layer (``mapper.testing.faults``) is one: it can raise before or
+#: after ``send``, answer without sending, or wait.
+RpcInterceptor = Callable[[str, Any, Send], Any]
 
 
 class Store:
@@ -89,16 +91,14 @@ class Store:
         self,
         settings: Settings,
         channel: grpc.Channel,
-        rpc_hook: RpcHook | None = None,
+        intercept: RpcInterceptor | None = None,
         coherence: CacheCoherence | None = None,
-        response_hook: ResponseHook | None = None,
     ):
         self.project = settings.project
         self.database = settings.database
-        self.rpc_hook = rpc_hook
+        self.intercept = intercept
         #: The app's ndb global cache, kept coherent around every commit (or None).
         self.coherence = coherence
-        self.response_hook = response_hook
         self._counts: collections.Counter[str] = collections.Counter()
         self._counts_lock = threading.Lock()
         self.retries = 5
@@ -157,18 +157,25 @@ class Store:
             partition_id=self.partition(namespace),
             query=query,
         )
-        self._hook("RunQuery")
         future = self._calls["RunQuery"].future(request, metadata=self._metadata)
+
+        def send(sent: Any) -> Any:
+            # The request already under way is answered by its future; any other (an
+            # interceptor's own) goes out now.
+            if sent is request:
+                return future.result()
+            return self._calls["RunQuery"](sent, metadata=self._metadata)
 
         def result() -> Any:
             try:
-                response = future.result()
-            except grpc.RpcError as e:
-                error = core_exceptions.from_grpc_error(e)
+                return self._send("RunQuery", request, send).batch
+            except (grpc.RpcError, core_exceptions.GoogleAPICallError) as e:
+                error = core_exceptions.from_grpc_error(e) if isinstance(e, grpc.RpcError) else e
                 if isinstance(error, TRANSIENT):
-                    return self._call("RunQuery", request).batch
+                    return self.run_query(query, namespace)
+                if error is e:
+                    raise
                 raise error from e
-            return self._respond("RunQuery", request, response).batch
 
         return result
 
@@ -294,30 +301,32 @@ class Store:
         )
         return list(self._call("AllocateIds", request).keys)
 
+    # -- plumbing -------------------------------------------------------------
+
     def rpc_counts(self) -> dict[str, int]:
         """RPCs sent so far, by method (``RunQuery``, ``Commit``, ...), retries included."""
         with self._counts_lock:
             return dict(self._counts)
 
-    # -- plumbing -------------------------------------------------------------
-
-    def _hook(self, name: str) -> None:
-        if self.rpc_hook is not None:
-            self.rpc_hook(name)
+    def _send(self, name: str, request: Any, send: Send | None = None) -> Any:
+        """One attempt of RPC ``name``, through the interceptor when there is one."""
         with self._counts_lock:
             self._counts[name] += 1
+        if send is None:
+            call = self._calls[name]
 
-    def _respond(self, name: str, request: Any, response: Any) -> Any:
-        if self.response_hook is None:
-            return response
-        return self.response_hook(name, request, response)
+            def send(sent: Any) -> Any:
+                return call(sent, metadata=self._metadata)
+
+        if self.intercept is None:
+            return send(request)
+        return self.intercept(name, request, send)
 
     def _call(self, name: str, request: Any, retry: bool = True) -> Any:
         attempt = 0
         while True:
             try:
-                self._hook(name)
-                response = self._calls[name](request, metadata=self._metadata)
+                return self._send(name, request)
             except (grpc.RpcError, core_exceptions.GoogleAPICallError) as e:
                 error = core_exceptions.from_grpc_error(e) if isinstance(e, grpc.RpcError) else e
                 attempt += 1
@@ -328,8 +337,6 @@ class Store:
                 delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
                 logger.info("%s failed with %s; retry %d in %.2fs", name, error, attempt, delay)
                 time.sleep(delay)
-                continue
-            return self._respond(name, request, response)
 
 
 def bounded_batches(

@@ -91,15 +91,17 @@ class LocalDispatcher(Dispatcher):
             self._handler(task)
         except RetrySlice as signal:
             redeliver = signal.delay
+        except Exception:
+            logger.exception("task %s failed; it will be delivered again", task.task_name())
+            redeliver = ERROR_BACKOFF[min(attempt, len(ERROR_BACKOFF) - 1)]
         except BaseException as death:
             # The test kit's SimulatedCrash stands for the process dying: the
             # queue notices and delivers again. Any other BaseException is real.
             if not getattr(death, "process_died", False):
+                with self._lock:
+                    self._done()
                 raise
             redeliver = self.crash_redelivery_delay
-        except Exception:
-            logger.exception("task %s failed; it will be delivered again", task.task_name())
-            redeliver = ERROR_BACKOFF[min(attempt, len(ERROR_BACKOFF) - 1)]
         try:
             if redeliver is not None and not self._closed:
                 self.deliver(task, redeliver, attempt + 1)

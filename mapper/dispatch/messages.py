@@ -45,13 +45,19 @@ class SliceTask:
 
 @dataclasses.dataclass(frozen=True)
 class FinalizeTask:
-    """Move job ``job_id`` to its final state and run ``finish()`` once."""
+    """Move job ``job_id`` to its final state and run ``finish()`` once.
+
+    ``generation`` is the job's: a resumed job finalizes under a name of its own
+    (the name of a finalize that found the job paused is spent).
+    """
 
     kind: ClassVar[str] = "finalize"
     job_id: str
+    generation: int = 0
 
     def task_name(self) -> str:
-        return _task_name(self.job_id, "finalize")
+        suffix = "finalize" if not self.generation else f"finalize-g{self.generation}"
+        return _task_name(self.job_id, suffix)
 
 
 Task = SliceTask | FinalizeTask
@@ -82,9 +88,9 @@ def task_from_json(body: str | bytes) -> Task:
     except TypeError as e:
         raise InvalidJobError(f"bad {kind} task {data!r}: {e}") from e
     check_job_id(task.job_id)
-    if isinstance(task, SliceTask):
-        for name in ("shard", "slice", "generation"):
-            check_int(name, getattr(task, name), 0, 2**62)
+    names = ("shard", "slice", "generation") if isinstance(task, SliceTask) else ("generation",)
+    for name in names:
+        check_int(name, getattr(task, name), 0, 2**62)
     return task
 
 

@@ -45,6 +45,23 @@ class DumpStore(abc.ABC):
     def delete_all(self) -> None:
         """Remove the whole dump (every file under this location)."""
 
+    @abc.abstractmethod
+    def probe_write(self) -> None:
+        """Write a file here and remove it again; raise whatever stops that."""
+
+    def check_writable(self) -> None:
+        """Raise ConfigurationError naming the location and the reason if it cannot be
+        written: before a job starts, not when its first part (or, for an empty kind,
+        its manifest) is due."""
+        try:
+            self.probe_write()
+        except Exception as e:
+            raise ConfigurationError(f"cannot write the dump to {self.location()}: {e}") from e
+
+
+#: The probe file's name: list_files skips ``.tmp-`` names, so a left-over is harmless.
+PROBE = ".tmp-mapper-probe"
+
 
 DumpLocation: TypeAlias = "str | os.PathLike[str] | DumpStore"
 
@@ -92,6 +109,13 @@ class LocalDumpStore(DumpStore):
     def delete_all(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def probe_write(self) -> None:
+        os.makedirs(self.root, exist_ok=True)
+        probe = os.path.join(self.root, f"{PROBE}-{os.getpid()}-{os.urandom(4).hex()}")
+        with open(probe, "xb") as f:
+            f.write(b"probe")
+        os.unlink(probe)
+
 
 class GcsDumpStore(DumpStore):
     """A dump under ``gs://bucket/prefix``; an object appears only once fully uploaded."""
@@ -137,6 +161,11 @@ class GcsDumpStore(DumpStore):
             raise ConfigurationError(f"refusing to empty the whole bucket {self.location()!r}")
         for blob in self.client.list_blobs(self.bucket, prefix=self.prefix):
             blob.delete()
+
+    def probe_write(self) -> None:
+        blob = self.bucket.blob(f"{self.prefix}{PROBE}-{os.urandom(8).hex()}")
+        blob.upload_from_string(b"probe")
+        blob.delete()
 
 
 def open_dump_store(location: DumpLocation, *, gcs_client: Any = None) -> DumpStore:

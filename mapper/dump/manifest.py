@@ -22,6 +22,8 @@ FORMAT_NAME = "mapper-dump"
 #: Readers accept every version from 1 up to this one and refuse newer ones.
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+#: A manifest larger than this is refused before it is parsed (100,000 parts take ~30 MB).
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
 # -- the manifest -------------------------------------------------------------
 
@@ -179,9 +181,12 @@ def read_manifest(directory: DumpLocation) -> Manifest:
     store = open_dump_store(directory)
     try:
         with store.open_read(MANIFEST) as f:
-            data = f.read()
+            data = f.read(MAX_MANIFEST_BYTES + 1)
     except FileNotFoundError as e:
         raise DumpFormatError(f"incomplete dump: no {MANIFEST}", store.location()) from e
+    if len(data) > MAX_MANIFEST_BYTES:
+        message = f"manifest is over {MAX_MANIFEST_BYTES} bytes: not a mapper-dump manifest"
+        raise DumpFormatError(message, store.location(MANIFEST))
     try:
         obj = json.loads(data.decode("utf-8"))
     except ValueError as e:

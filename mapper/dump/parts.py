@@ -54,14 +54,22 @@ def _safe_name(name: str) -> str:
 
 
 class _Hashing:
-    """Wraps a file, hashing every byte that passes through in either direction."""
+    """Wraps a file, hashing every byte that passes through in either direction.
 
-    def __init__(self, raw: IO[bytes]):
+    Reading more than ``limit`` bytes (the size the manifest records) raises
+    DumpFormatError naming ``where``.
+    """
+
+    def __init__(self, raw: IO[bytes], limit: int | None = None, where: str | None = None):
         self.raw, self.sha, self.size = raw, hashlib.sha256(), 0
+        self.limit, self.where = limit, where
 
     def _seen(self, data: bytes) -> bytes:
         self.sha.update(data)
         self.size += len(data)
+        if self.limit is not None and self.size > self.limit:
+            message = f"more bytes than the manifest's {self.limit}"
+            raise DumpFormatError(message, self.where)
         return data
 
     def write(self, data: bytes) -> int:
@@ -117,11 +125,13 @@ def read_part(
 ) -> Iterator[Message]:
     """Stream the entities of part ``relpath``, then check it against ``expected``.
 
-    Entities are yielded as they are read: a checksum or count mismatch is
-    known only at the end, and raises then. Run :func:`validate_dump` before
-    acting on a dump you have not checked.
+    Entities are yielded as they are read: a checksum mismatch is known only at
+    the end, and raises then. Reading stops as soon as the file holds more bytes
+    or entities than ``expected`` says (a gzip stream that inflates without end
+    raises at once). Run :func:`validate_dump` before acting on a dump you have
+    not checked.
     """
-    reader = _PartReader(open_dump_store(directory), relpath)
+    reader = _PartReader(open_dump_store(directory), relpath, expected)
     yield from reader
     if expected is not None:
         for field in ("sha256", "bytes", "count"):
@@ -140,12 +150,17 @@ def scan_part(directory: DumpLocation, relpath: str) -> PartInfo:
 
 
 class _PartReader:
-    """Iterates a part's entities; ``info`` describes the file once iteration ends."""
+    """Iterates a part's entities; ``info`` describes the file once iteration ends.
 
-    def __init__(self, store: DumpStore, relpath: str):
+    With ``expected`` (what the manifest says), reading stops with DumpFormatError
+    as soon as the file holds more bytes or more entities than that.
+    """
+
+    def __init__(self, store: DumpStore, relpath: str, expected: PartInfo | None = None):
         self.store, self.relpath = store, check_relpath(relpath)
         self.where = store.location(relpath)
         self.info = PartInfo(relpath, 0, "", 0)
+        self.expected = expected
 
     def __iter__(self) -> Iterator[Message]:
         try:
@@ -153,10 +168,13 @@ class _PartReader:
         except FileNotFoundError as e:
             raise DumpFormatError("incomplete dump: part file is missing", self.where) from e
         with raw:
-            source, tally = _Hashing(raw), _Tally()
+            limit = None if self.expected is None else self.expected.bytes
+            source, tally = _Hashing(raw, limit, self.where), _Tally()
             try:
                 with gzip.GzipFile(fileobj=source, mode="rb") as gz:  # type: ignore[call-overload]
-                    yield from map(tally.add, self._entities(gz))
+                    for entity in self._entities(gz):
+                        self._check_count(tally.count + 1)
+                        yield tally.add(entity)
                 while source.read(1 << 16):  # hash any bytes after the gzip stream too
                     pass
                 if source.size == 0:  # gzip reads an empty file as empty data
@@ -164,6 +182,11 @@ class _PartReader:
             except (EOFError, gzip.BadGzipFile, zlib.error) as e:
                 raise DumpFormatError(f"truncated or corrupt gzip data: {e}", self.where) from e
         self.info = tally.info(self.relpath, source)
+
+    def _check_count(self, count: int) -> None:
+        if self.expected is not None and count > self.expected.count:
+            message = f"more entities than the manifest's count of {self.expected.count}"
+            raise DumpFormatError(message, self.where, count)
 
     def _entities(self, gz: gzip.GzipFile) -> Iterator[Message]:
         lineno = 0

@@ -1,14 +1,15 @@
-"""Jobs: start, finalize, control (abort/pause/resume) and the Job handle."""
+"""Jobs: start, control (abort/pause/resume) and the Job handle."""
 
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from mapper.datastore import txn as txns
-from mapper.dispatch.messages import FinalizeTask, SliceTask, check_job_id
+from mapper.dispatch.messages import SliceTask, check_job_id
 from mapper.engine.adapter import Adapter
 from mapper.engine.loading import load_mapper_class
 from mapper.engine.records import (
@@ -16,16 +17,15 @@ from mapper.engine.records import (
     ShardStatus,
     _MapperJob,
     _MapperShard,
-    check_format,
     job_key,
     shard_key,
-    sum_totals,
     utcnow,
 )
+from mapper.engine.slices import maybe_finalize
 from mapper.engine.spec import JobSpec
 from mapper.engine.splitting import split_ranges
 from mapper.engine.status import JobInfo, StatusHandle, job_status
-from mapper.errors import JobStateError, NotFoundError, RetrySlice
+from mapper.errors import JobStateError, NotFoundError
 
 if TYPE_CHECKING:
     from mapper.engine.runtime import Runtime
@@ -41,7 +41,10 @@ def start_job(rt: Runtime, spec: JobSpec) -> Job:
     """Create the job and its shards and enqueue their first slices.
 
     Idempotent for a client-chosen ``spec.id``: a second start of the same id
-    finishes an interrupted start or changes nothing.
+    finishes an interrupted start and never rewrites what another start wrote.
+    A start of a job already running re-drives it (each unfinished shard from
+    its current slice, or finalize if all are done): re-running the command
+    that started a job whose process died picks the job up where it stopped.
     """
     spec.validate()
     adapter = Adapter(load_mapper_class(spec.mapper)(**spec.params))
@@ -51,13 +54,29 @@ def start_job(rt: Runtime, spec: JobSpec) -> Job:
     with rt.context():
         job = _create_job_record(rt, job_id, spec)
         if job.job_status == JobStatus.STARTING:
-            _create_shards(rt, job, adapter)
-        elif job.job_status != JobStatus.RUNNING:
-            return Job(rt, job_id)
-        for index in range(len(job.ranges)):
-            rt.dispatcher.enqueue(SliceTask(job_id, index, 0, 0))
-    logger.info("job=%s started mapper=%s shards=%d", job_id, spec.mapper, len(job.ranges))
+            rt.fault("start:before_shards", job_id=job_id)
+            job, started = _create_shards(rt, job, adapter)
+            if started:
+                for index in range(len(job.ranges)):
+                    rt.dispatcher.enqueue(SliceTask(job_id, index, 0, 0))
+                logger.info(
+                    "job=%s started mapper=%s shards=%d", job_id, spec.mapper, len(job.ranges)
+                )
+                return Job(rt, job_id)
+        if txns.run_in_transaction(rt.store, functools.partial(_next_generation, key=job.key)):
+            _drive(rt, job_id)
+            logger.info("job=%s was started before: re-driven", job_id)
     return Job(rt, job_id)
+
+
+def _next_generation(t: txns.Txn, key: Any) -> bool:
+    """A job still in progress gets a new generation (fresh task names); False otherwise."""
+    job = t.get(key)[0]
+    if job.job_status not in (JobStatus.RUNNING, JobStatus.FINALIZING):
+        return False
+    job.generation = (job.generation or 0) + 1
+    t.put(job)
+    return True
 
 
 def _create_job_record(rt: Runtime, job_id: str, spec: JobSpec) -> _MapperJob:
@@ -86,15 +105,47 @@ def _create_job_record(rt: Runtime, job_id: str, spec: JobSpec) -> _MapperJob:
     return txns.run_in_transaction(rt.store, fn)
 
 
-def _create_shards(rt: Runtime, job: _MapperJob, adapter: Adapter) -> None:
-    ns = rt.settings.state_namespace
+def _create_shards(rt: Runtime, job: _MapperJob, adapter: Adapter) -> tuple[_MapperJob, bool]:
+    """Ranges (set once), shard records (each written only if absent), then RUNNING.
+
+    Returns the job as it stands and whether this call made it RUNNING: a start
+    that read a stale copy writes nothing over another start's work.
+    """
     if not job.ranges:
         given = adapter.mapper.split_keys(job.shards_requested)
         kind, shards = adapter.kind_name(), job.shards_requested
         ranges, how = split_ranges(rt.store, kind, job.namespace, shards, given)
-        job.ranges = [[r[0].hex() if r[0] else None, r[1].hex() if r[1] else None] for r in ranges]
-        job.split = how
-        txns.run_in_transaction(rt.store, lambda t: t.put(job))
+        hexed = [[r[0].hex() if r[0] else None, r[1].hex() if r[1] else None] for r in ranges]
+        job = txns.run_in_transaction(rt.store, lambda t: _set_ranges(t, job.key, hexed, how))
+    _insert_shards(rt, job)
+
+    def mark_running(t: txns.Txn) -> tuple[_MapperJob, bool]:
+        current = t.get(job.key)[0]
+        if current.job_status != JobStatus.STARTING:
+            return current, False
+        current.move_to(JobStatus.RUNNING)
+        t.put(current)
+        return current, True
+
+    return txns.run_in_transaction(rt.store, mark_running)
+
+
+def _set_ranges(t: txns.Txn, key: Any, ranges: list[list[str | None]], how: str) -> _MapperJob:
+    current = t.get(key)[0]
+    if not current.ranges:  # else another start split first: its ranges stand
+        current.ranges, current.split = ranges, how
+        t.put(current)
+    return current
+
+
+#: Shard records created per transaction: each is an entity group of its own, and
+#: the Datastore emulator allows 25 a transaction.
+SHARDS_PER_TXN = 20
+
+
+def _insert_shards(rt: Runtime, job: _MapperJob) -> None:
+    """Write each shard record that does not exist yet; never one that does."""
+    ns = rt.settings.state_namespace
     records = [
         _MapperShard(
             key=shard_key(job.job_id, i, ns),
@@ -106,59 +157,14 @@ def _create_shards(rt: Runtime, job: _MapperJob, adapter: Adapter) -> None:
         )
         for i, (start, end) in enumerate(job.ranges)
     ]
-    # No slice runs before the job is RUNNING, so rewriting fresh shards is safe.
-    txns.put_records(rt.store, records)
 
-    def mark_running(t: txns.Txn) -> None:
-        current = t.get(job.key)[0]
-        if current.job_status == JobStatus.STARTING:
-            current.move_to(JobStatus.RUNNING)
-            t.put(current)
+    def insert(t: txns.Txn, group: list[_MapperShard]) -> None:
+        existing = t.get(*[r.key for r in group])
+        t.put(*[r for r, e in zip(group, existing, strict=True) if e is None])
 
-    txns.run_in_transaction(rt.store, mark_running)
-    job.status = JobStatus.RUNNING.value
-
-
-def finalize(rt: Runtime, task: FinalizeTask) -> None:
-    """Move a job whose shards are all done to SUCCEEDED, running finish() once."""
-    ns = rt.settings.state_namespace
-    jkey = job_key(task.job_id, ns)
-
-    def claim(t: txns.Txn) -> _MapperJob | None:
-        job = t.get(jkey)[0]
-        if job is None or job.job_status.is_final:
-            return None
-        check_format(job)
-        now = utcnow()
-        if job.job_status == JobStatus.FINALIZING and job.finalize_lease_until > now:
-            raise RetrySlice("finish() is running in another copy of this task", delay=2.0)
-        if job.job_status not in (JobStatus.RUNNING, JobStatus.FINALIZING):
-            return None
-        shards = t.get(*[shard_key(task.job_id, i, ns) for i in range(len(job.ranges))])
-        if not all(s is not None and s.shard_status == ShardStatus.DONE for s in shards):
-            return None
-        job.move_to(JobStatus.FINALIZING)
-        job.totals = sum_totals(shards)
-        job.finalize_lease_until = now + datetime.timedelta(seconds=rt.settings.lease_seconds)
-        t.put(job)
-        return job
-
-    job = txns.run_in_transaction(rt.store, claim)
-    if job is None:
-        return
-    mapper = load_mapper_class(job.mapper)(**(job.params or {}))
-    mapper.bind(task.job_id, None, rt)
-    rt.fault("before_finish", job_id=task.job_id)
-    mapper.finish()
-
-    def done(t: txns.Txn) -> None:
-        current = t.get(jkey)[0]
-        if current.job_status == JobStatus.FINALIZING:
-            current.move_to(JobStatus.SUCCEEDED)
-            t.put(current)
-
-    txns.run_in_transaction(rt.store, done)
-    logger.info("job=%s succeeded totals=%s", task.job_id, job.totals)
+    for start in range(0, len(records), SHARDS_PER_TXN):
+        group = records[start : start + SHARDS_PER_TXN]
+        txns.run_in_transaction(rt.store, functools.partial(insert, group=group))
 
 
 # -- control ---------------------------------------------------------------------
@@ -176,7 +182,6 @@ def pause_job(rt: Runtime, job_id: str) -> JobInfo:
 
 def resume_job(rt: Runtime, job_id: str) -> JobInfo:
     """Let a paused job go on: every unfinished shard gets a task of a new generation."""
-    ns = rt.settings.state_namespace
     check_job_id(job_id)
     with rt.context():
         # From RUNNING too: re-drives a job whose in-process worker died.
@@ -187,23 +192,31 @@ def resume_job(rt: Runtime, job_id: str) -> JobInfo:
             {JobStatus.PAUSED, JobStatus.RUNNING},
             bump_generation=True,
         )
-        job = txns.get(rt.store, job_key(job_id, ns))[0]
-        for index in range(len(job.ranges)):
-            skey = shard_key(job_id, index, ns)
-
-            def fn(t: txns.Txn, skey: Any = skey) -> SliceTask | None:
-                shard = t.get(skey)[0]
-                if shard is None or shard.shard_status.is_final:
-                    return None
-                shard.status = ShardStatus.RUNNING.value
-                shard.generation = job.generation
-                t.put(shard)
-                return SliceTask(job_id, shard.index, shard.slice, job.generation)
-
-            successor = txns.run_in_transaction(rt.store, fn)
-            if successor is not None:
-                rt.dispatcher.enqueue(successor)
+        _drive(rt, job_id)
         return job_status(rt, job_id)
+
+
+def _drive(rt: Runtime, job_id: str) -> None:
+    """Enqueue each unfinished shard's current slice under the job's generation; finalize
+    if every shard is done (a pause that landed just before finalize, a dead finish())."""
+    ns = rt.settings.state_namespace
+    job = txns.get(rt.store, job_key(job_id, ns))[0]
+    for index in range(len(job.ranges)):
+        skey = shard_key(job_id, index, ns)
+
+        def fn(t: txns.Txn, skey: Any = skey) -> SliceTask | None:
+            shard = t.get(skey)[0]
+            if shard is None or shard.shard_status.is_final:
+                return None
+            shard.status = ShardStatus.RUNNING.value
+            shard.generation = job.generation
+            t.put(shard)
+            return SliceTask(job_id, shard.index, shard.slice, job.generation)
+
+        successor = txns.run_in_transaction(rt.store, fn)
+        if successor is not None:
+            rt.dispatcher.enqueue(successor)
+    maybe_finalize(rt, job_id)
 
 
 def _set_status(

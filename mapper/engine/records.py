@@ -84,7 +84,10 @@ class _MapperJob(ndb.Model):
     failed_key = ndb.TextProperty()
     failed_shard = ndb.IntegerProperty(indexed=False)
     totals = ndb.JsonProperty(default={})
+    #: The copy of the finalize task running finish(), its lease, and how many ran it.
+    finalize_token = ndb.TextProperty()
     finalize_lease_until = ndb.DateTimeProperty(indexed=False)
+    finalize_attempts = ndb.IntegerProperty(indexed=False, default=0)
     created = ndb.DateTimeProperty()
     updated = ndb.DateTimeProperty(indexed=False)
     finished = ndb.DateTimeProperty(indexed=False)
@@ -104,12 +107,44 @@ class _MapperJob(ndb.Model):
         if status.is_final:
             self.finished = self.updated
 
-    def fail(self, message: str, failed_key: str | None, shard: int) -> None:
-        """FAILED with the error, the key it happened at and the shard."""
+    def fail(self, message: str, failed_key: str | None, shard: int | None) -> None:
+        """FAILED with the error, the key it happened at and the shard (None: finish())."""
         self.move_to(JobStatus.FAILED)
         self.error = message
         self.failed_key = failed_key
         self.failed_shard = shard
+
+    # -- finalize: finish() run by one leased, fenced copy at a time ----------------
+
+    def finalize_held(self) -> bool:
+        """True while a copy of the finalize task holds an unexpired lease."""
+        until = self.finalize_lease_until
+        return self.job_status == JobStatus.FINALIZING and until is not None and until > utcnow()
+
+    def claim_finalize(self, token: str, seconds: float, totals: dict[str, int]) -> None:
+        """FINALIZING, held by ``token`` for ``seconds``: one more attempt of finish()."""
+        self.move_to(JobStatus.FINALIZING)
+        self.totals = totals
+        self.finalize_token = token
+        self.finalize_attempts = (self.finalize_attempts or 0) + 1
+        self.renew_finalize(seconds)
+
+    def holds_finalize(self, token: str) -> bool:
+        return self.job_status == JobStatus.FINALIZING and self.finalize_token == token
+
+    def renew_finalize(self, seconds: float) -> None:
+        self.finalize_lease_until = utcnow() + datetime.timedelta(seconds=seconds)
+
+    def finalize_failed(self, message: str, permanent: bool, max_attempts: int) -> bool:
+        """Record a failed finish(); True when the job gives up (FAILED)."""
+        self.finalize_token = None
+        self.finalize_lease_until = None
+        self.error = message
+        self.updated = utcnow()
+        if permanent or (self.finalize_attempts or 0) >= max_attempts:
+            self.fail(message, None, None)
+            return True
+        return False
 
 
 class _MapperShard(ndb.Model):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mapper.dispatch.messages import FinalizeTask, SliceTask, Task
-from mapper.engine.jobs import finalize
+from mapper.engine.finalize import finalize
 from mapper.engine.slices import run_slice
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from typing import Any
 from google.cloud import ndb
 
 from mapper.datastore.cache import CacheCoherence, global_cache_from
-from mapper.datastore.rpc import Store
+from mapper.datastore.rpc import Send, Store
 from mapper.dispatch.base import Dispatcher
 from mapper.dispatch.messages import Task
 from mapper.dispatch.select import make_dispatcher
@@ -18,7 +18,10 @@ from mapper.engine.routing import route
 from mapper.settings import Settings
 
 #: A test kit's hook (``mapper.testing.faults.FaultPlan``): called with a point's
-#: name and details (job_id, shard, slice, batch, ...) at every named point.
+#: name and details (job_id, shard, slice, batch, ...) at every named point, and
+#: with ``rpc:NAME`` before every Datastore RPC. A hook that also has a method
+#: ``rpc(name, request, send)`` wraps every RPC instead (see ``Store.intercept``):
+#: that is how the fault layer applies a commit and then fails it.
 FaultHook = Callable[[str, dict[str, Any]], None]
 
 
@@ -42,7 +45,7 @@ class Runtime:
             cache = global_cache_from(settings.ndb_global_cache)
             coherence = CacheCoherence(self.client, cache)
         self.store = Store(
-            settings, self.client.stub.grpc_channel, rpc_hook=self._rpc_hook, coherence=coherence
+            settings, self.client.stub.grpc_channel, intercept=self._intercept, coherence=coherence
         )
         if dispatcher is None:
             dispatcher = make_dispatcher(settings)
@@ -74,9 +77,15 @@ class Runtime:
     def close(self) -> None:
         self.dispatcher.close()
 
-    def _rpc_hook(self, name: str) -> None:
-        if self.faults is not None:
-            self.faults(f"rpc:{name}", {})
+    def _intercept(self, name: str, request: Any, send: Send) -> Any:
+        faults = self.faults
+        if faults is None:
+            return send(request)
+        wrap = getattr(faults, "rpc", None)  # the fault layer's RPC faults (FaultHook above)
+        if wrap is not None:
+            return wrap(name, request, send)
+        faults(f"rpc:{name}", {})
+        return send(request)
 
 
 def runtime_from_env(**overrides: Any) -> Runtime:

@@ -121,7 +121,7 @@ def maybe_finalize(rt: Runtime, job_id: str) -> None:
         return
     shards = txns.get(rt.store, *[shard_key(job_id, i, ns) for i in range(len(job.ranges))])
     if all(s is not None and s.shard_status == ShardStatus.DONE for s in shards):
-        rt.dispatcher.enqueue(FinalizeTask(job_id))
+        rt.dispatcher.enqueue(FinalizeTask(job_id, job.generation or 0))
 
 
 class _SliceRunner:

@@ -28,7 +28,9 @@ def split_ranges(
     if shards <= 1:
         return [(None, None)], "single range (1 shard requested)"
     if given:
-        points = pick_split_points(given, min(shards, len(given) + 1))
+        # Fewer keys than ranges wanted: every key is a split point (one key, two shards).
+        unique = distinct_sorted(given)
+        points = unique if len(unique) < shards else pick_split_points(unique, shards)
         bounds: list[bytes | None] = [None, *[key_bytes(p) for p in points], None]
         ranges = [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
         return ranges, f"split keys given by the mapper -> {len(ranges)} ranges"
@@ -50,19 +52,25 @@ def scatter_sample(store: Store, kind: str, namespace: str, limit: int) -> list[
     query.projection.add().property.name = "__key__"
     order = query.order.add(direction=PropertyOrder.ASCENDING)
     order.property.name = "__scatter__"
-    return [entity.key for entity in results(store, query, namespace)]
+    # The one pager: an empty page that says NOT_FINISHED is not the end of the sample.
+    return [entity.key for entity in results(store, query, namespace)][:limit]
 
 
 def pick_split_points(samples: list[Any], shards: int) -> list[Any]:
     """``shards - 1`` evenly spaced, distinct keys from the sorted sample."""
-    ordered = sorted(samples, key=key_order)
-    unique: list[Any] = []
-    for key in ordered:
-        if not unique or key_order(unique[-1]) != key_order(key):
-            unique.append(key)
+    unique = distinct_sorted(samples)
     if len(unique) < 2:
         return []
     count = min(shards, len(unique) + 1)
     step = len(unique) / count
     points = [unique[int(step * i)] for i in range(1, count)]
     return [p for i, p in enumerate(points) if i == 0 or key_order(points[i - 1]) != key_order(p)]
+
+
+def distinct_sorted(keys: list[Any]) -> list[Any]:
+    """``keys`` in key order, each once."""
+    unique: list[Any] = []
+    for key in sorted(keys, key=key_order):
+        if not unique or key_order(unique[-1]) != key_order(key):
+            unique.append(key)
+    return unique

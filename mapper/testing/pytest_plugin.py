@@ -13,7 +13,8 @@ Fixtures:
     mapper_namespace: a fresh namespace per test.
     mapper_settings: Settings for the emulator; job state in the test's namespace,
         short slices and leases so crash tests finish quickly.
-    mapper_faults: a FaultPlan (crash or fail at named points) the runtime calls.
+    mapper_faults: a FaultPlan the runtime calls: crash or fail at named points, and
+        production's faults at the RPC boundary (docs/faults.md).
     mapper_runtime: a Runtime with the local (in-process) dispatcher, closed after the test.
     mapper_ndb: an ndb context in the test's namespace, for seeding and checking
         with your own models.

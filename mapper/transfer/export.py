@@ -212,6 +212,7 @@ def start_export(rt: Runtime, spec: ExportSpec) -> Export:
     """Start an export (idempotent for a client-chosen ``spec.id``); returns its handle."""
     spec.validate()
     store = open_dump_store(spec.out)
+    store.check_writable()
     export_id = (
         spec.id
         or f"export-{datetime.datetime.now(datetime.UTC):%Y%m%d-%H%M%S}-" + (uuid.uuid4().hex[:6])

@@ -20,7 +20,13 @@ from google.cloud import ndb
 
 from mapper.datastore import txn as txns
 from mapper.datastore.keys import key_repr
-from mapper.datastore.keywalk import Partition, embedded_keys, partition_of, reference_values
+from mapper.datastore.keywalk import (
+    Partition,
+    embedded_keys,
+    is_complete,
+    partition_of,
+    reference_values,
+)
 from mapper.dispatch.messages import check_job_id
 from mapper.dump.files import open_dump_store
 from mapper.dump.manifest import Manifest, read_manifest, validate_dump
@@ -28,6 +34,8 @@ from mapper.engine.jobs import start_job
 from mapper.engine.records import JobStatus
 from mapper.engine.status import JobInfo, ShardInfo, StatusHandle, job_status, roll_up, sum_counters
 from mapper.errors import ConfigurationError, DumpFormatError, NotFoundError
+from mapper.transfer import locks
+from mapper.transfer.locks import lock_targets
 from mapper.transfer.options import RemapOptions
 from mapper.transfer.remap_plan import plan_remap
 from mapper.transfer.stages import part_key_name, stage_job_spec
@@ -155,7 +163,8 @@ def start_import(rt: Runtime, spec: ImportSpec) -> tuple[dict[str, Any], ImportR
     """Plan (validating everything), then stage the parts and start the first stage.
 
     Returns the plan and a handle on the run (None for a dry run). Idempotent
-    for a client-chosen ``spec.id``.
+    for a client-chosen ``spec.id``: a second start re-drives every stage already
+    started (the command re-run after its process died goes on where it stopped).
     """
     plan = plan_import(rt, spec)
     if spec.dry_run:
@@ -166,10 +175,30 @@ def start_import(rt: Runtime, spec: ImportSpec) -> tuple[dict[str, Any], ImportR
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     import_id = spec.id or f"import-{stamp}-{uuid.uuid4().hex[:6]}"
     manifest = read_manifest(spec.source)
-    _stage_parts(rt, import_id, spec.source, manifest)
     params = plan_params(rt, spec, import_id, plan, manifest)
-    start_job(rt, stage_job_spec(params, 0))
+    locks.acquire(rt, import_id, lock_targets(params), lambda holder: _is_live(rt, holder))
+    _stage_parts(rt, import_id, spec.source, manifest)
+    for index in range(len(params["stages"])):
+        # Each stage's finish() starts the next: a stage not started yet is not ours to start.
+        if index == 0 or _job_exists(rt, f"{import_id}-{index}"):
+            start_job(rt, stage_job_spec(params, index))
     return plan, ImportRun(rt, import_id)
+
+
+def _is_live(rt: Runtime, import_id: str) -> bool | None:
+    """Whether an import still runs (None: it has no job yet)."""
+    try:
+        return not import_status(rt, import_id).status.is_final
+    except NotFoundError:
+        return None
+
+
+def _job_exists(rt: Runtime, job_id: str) -> bool:
+    try:
+        job_status(rt, job_id)
+    except NotFoundError:
+        return False
+    return True
 
 
 def plan_params(
@@ -196,6 +225,10 @@ def plan_params(
         "state_partition": [rt.settings.project, rt.settings.database],
         "parts": len(manifest.parts),
         "referenced_kinds": plan["referenced_kinds"],
+        # Remap: the (target namespace, kind) pairs no other remap import may write meanwhile.
+        "locks": sorted([dst[2], kind] for dst in set(moves.values()) for kind in manifest.kinds)
+        if spec.mode == "remap"
+        else [],
     }
 
 
@@ -272,7 +305,7 @@ def referenced_kinds(entity: Any) -> set[str]:
     """Kinds ``entity`` refers to: its ancestors', its key values', its embedded keys'."""
     kinds = {element.kind for element in entity.key.path[:-1]}
     kinds.update(v.key_value.path[-1].kind for v in reference_values(entity) if v.key_value.path)
-    kinds.update(k.path[-1].kind for k in embedded_keys(entity) if k.path)
+    kinds.update(k.path[-1].kind for k in embedded_keys(entity) if is_complete(k))
     return kinds
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from mapper.datastore.keys import key_bytes
-from mapper.datastore.rpc import Entity, Key, Store
+from mapper.datastore.rpc import Entity, Key, Store, Value
 
 KIND = "_MapperKeyMap"
 #: One record per (staged part, key depth): the part's choices, in the part's order.
@@ -76,43 +76,93 @@ class KeyMap:
 
     # -- per part: what a batch reads back for its own entities ----------------------
 
-    def part_record_key(self, part: int, depth: int) -> Any:
+    def part_record_key(self, part: int, depth: int, chunk: int = 0) -> Any:
         key = Key()
         key.partition_id.CopyFrom(self.store.partition(self.namespace))
-        key.path.add(kind=PART_KIND, name=f"{self.import_id}:{part:06d}:{depth}")
+        name = f"{self.import_id}:{part:06d}:{depth}" + (f":{chunk}" if chunk else "")
+        key.path.add(kind=PART_KIND, name=name)
         return key
 
     def record_part(self, part: int, depth: int, items: Sequence[tuple[Any, Any, str]]) -> None:
-        """Persist one part's choices at one depth in a single record (written first)."""
+        """Persist one part's choices at one depth (written before anything else).
+
+        The choices go in one record, or in chunks when long keys would take one
+        over Datastore's 1 MiB: the chunks first, then the head record naming how
+        many there are, so a reader that finds the head finds every chunk.
+        """
+        chunks = _chunks([_pair(old, new, how) for old, new, how in items])
+        records = [self._part_record(part, depth, i, pairs) for i, pairs in enumerate(chunks)]
+        records[0].properties["chunks"].integer_value = len(records)
+        records[0].properties["chunks"].exclude_from_indexes = True
+        if len(records) > 1:
+            self.store.write(records[1:], [])
+        self.store.write(records[:1], [])
+
+    def _part_record(self, part: int, depth: int, chunk: int, pairs: list[Any]) -> Any:
         entity = Entity()
-        entity.key.CopyFrom(self.part_record_key(part, depth))
-        pairs = entity.properties["pairs"].array_value
-        pairs.SetInParent()
-        for old, new, how in items:
-            value = pairs.values.add()
-            value.exclude_from_indexes = True
-            pair = value.entity_value.properties
-            pair["old"].key_value.CopyFrom(old)
-            pair["new"].key_value.CopyFrom(new)
-            pair["how"].string_value = how
-            for name in ("old", "new", "how"):
-                pair[name].exclude_from_indexes = True
-        self.store.write([entity], [])
+        entity.key.CopyFrom(self.part_record_key(part, depth, chunk))
+        values = entity.properties["pairs"].array_value
+        values.SetInParent()
+        values.values.extend(pairs)
+        return entity
 
     def lookup_parts(
         self, wanted: Iterable[tuple[int, int]]
     ) -> dict[tuple[int, int], list[tuple[Any, Any, str]]]:
         """{(part, depth): [(old, new, how), ...]} for the parts already mapped at a depth."""
-        by_record = {key_bytes(self.part_record_key(p, d)): (p, d) for p, d in wanted}
-        found = self.store.lookup([Key.FromString(r) for r in by_record]) if by_record else {}
+        heads = self._lookup([(self.part_record_key(p, d), (p, d)) for p, d in wanted])
+        more = [
+            (self.part_record_key(part, depth, chunk), ((part, depth), chunk))
+            for (part, depth), head in heads.items()
+            for chunk in range(1, head.properties["chunks"].integer_value or 1)
+        ]
+        chunks = self._lookup(more)
         result = {}
-        for record_bytes, entity in found.items():
-            result[by_record[record_bytes]] = [
-                (
-                    v.entity_value.properties["old"].key_value,
-                    v.entity_value.properties["new"].key_value,
-                    v.entity_value.properties["how"].string_value,
-                )
-                for v in entity.properties["pairs"].array_value.values
+        for where, head in heads.items():
+            count = head.properties["chunks"].integer_value or 1
+            records = [head] + [chunks[(where, c)] for c in range(1, count)]
+            result[where] = [
+                _unpair(v) for r in records for v in r.properties["pairs"].array_value.values
             ]
         return result
+
+    def _lookup(self, records: list[tuple[Any, Any]]) -> dict[Any, Any]:
+        """{label: entity} for the (record key, label) pairs whose record exists."""
+        by_bytes = {key_bytes(k): label for k, label in records}
+        found = self.store.lookup([k for k, _ in records]) if records else {}
+        return {by_bytes[b]: entity for b, entity in found.items()}
+
+
+#: Bytes of pairs one part record holds at most: well under Datastore's 1 MiB an entity.
+PART_RECORD_BYTES = 700_000
+
+
+def _pair(old: Any, new: Any, how: str) -> Any:
+    value = Value()
+    value.exclude_from_indexes = True
+    pair = value.entity_value.properties
+    pair["old"].key_value.CopyFrom(old)
+    pair["new"].key_value.CopyFrom(new)
+    pair["how"].string_value = how
+    for name in ("old", "new", "how"):
+        pair[name].exclude_from_indexes = True
+    return value
+
+
+def _unpair(value: Any) -> tuple[Any, Any, str]:
+    pair = value.entity_value.properties
+    return pair["old"].key_value, pair["new"].key_value, pair["how"].string_value
+
+
+def _chunks(pairs: list[Any]) -> list[list[Any]]:
+    """``pairs`` cut into runs of at most PART_RECORD_BYTES (always at least one run)."""
+    chunks: list[list[Any]] = [[]]
+    size = 0
+    for pair in pairs:
+        pair_size = pair.ByteSize()
+        if chunks[-1] and size + pair_size > PART_RECORD_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(pair)
+        size += pair_size
+    return chunks

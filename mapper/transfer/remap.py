@@ -24,6 +24,7 @@ from mapper.datastore.keys import key_bytes, key_repr
 from mapper.datastore.keywalk import (
     Partition,
     embedded_keys,
+    is_complete,
     partition_of,
     reference_values,
     set_partition,
@@ -92,6 +93,11 @@ class ImportStage(Mapper):
 
     def in_dump_partition(self, key: Any) -> bool:
         return partition_of(key) in self.moves
+
+    def is_reference(self, key: Any) -> bool:
+        """Only a complete key of the dump's partitions can point at an entity it maps:
+        an embedded entity's incomplete key, or another project's key, is just a value."""
+        return is_complete(key) and self.in_dump_partition(key)
 
 
 # -- stage 1: choose new keys ------------------------------------------------------------
@@ -230,12 +236,15 @@ def dangling(
         key_bytes(v.key_value): v.key_value
         for e in entities
         for v in reference_values(e)
-        if stage.in_dump_partition(v.key_value)
+        if stage.is_reference(v.key_value)
     }
     parents = {
         key_bytes(p): p for p in (parent_key(e.key) for e in entities if len(e.key.path) > 1)
     }
-    wanted = {**refs, **parents, **{key_bytes(k): k for e in entities for k in embedded_keys(e)}}
+    embedded = {
+        key_bytes(k): k for e in entities for k in embedded_keys(e) if stage.is_reference(k)
+    }
+    wanted = {**refs, **parents, **embedded}
     known = known or {}
     mapped = {b: known[b] for b in wanted if b in known}
     mapped |= stage.keymap().lookup(k for b, k in wanted.items() if b not in known)
@@ -254,8 +263,14 @@ def rewrite(
     """The entities to put, keys rewritten through the key map, schema drift applied."""
     depths = {len(e.key.path) for e in entities}
     slots = [(part, d) for d in depths] + [(part, WRITE_SLOT + d) for d in depths]
-    records = stage.keymap().lookup_parts(slots)
-    own = {key_bytes(old): (new, how) for pairs in records.values() for old, new, how in pairs}
+    own: dict[bytes, tuple[Any, str]] = {}
+    for (_, slot), pairs in stage.keymap().lookup_parts(slots).items():
+        for old, new, how in pairs:
+            own[key_bytes(old)] = (new, how)
+            if slot >= WRITE_SLOT:
+                # Chosen by this stage in a run of this batch that did not reach its
+                # checkpoint: the counts go with this run's.
+                count(how)
     # Kinds nothing refers to get their keys here, depth by depth (parents first).
     for depth in sorted(depths):
         unmapped = [e for e in entities if len(e.key.path) == depth and key_bytes(e.key) not in own]

@@ -103,7 +103,7 @@ def _missing(stage: ImportStage, entities: list[Any], dump_keys: set[bytes]) -> 
         key_bytes(ref): ref
         for entity in entities
         for ref in _references(entity)
-        if stage.in_dump_partition(ref) and key_bytes(ref) not in dump_keys
+        if stage.is_reference(ref) and key_bytes(ref) not in dump_keys
     }
     found = stage.runtime.store.lookup([stage.moved(ref) for ref in refs.values()])
     return {old for old, ref in refs.items() if key_bytes(stage.moved(ref)) not in found}

@@ -15,6 +15,8 @@ from mapper.engine.jobs import start_job
 from mapper.engine.loading import class_spec
 from mapper.engine.spec import JobSpec
 from mapper.errors import PermanentSliceError
+from mapper.transfer import locks
+from mapper.transfer.locks import lock_targets
 from mapper.transfer.remap import (
     PART_KIND,
     ImportStage,
@@ -140,7 +142,10 @@ def stage_job_spec(params: dict[str, Any], index: int) -> JobSpec:
 
 
 def start_next_stage(rt: Runtime, params: dict[str, Any]) -> None:
-    """Called by a stage's finish(): start the next stage (idempotent by job id)."""
+    """Called by a stage's finish(): start the next stage (idempotent by job id), or,
+    after the last, free the import's target locks."""
     index = params["stage"] + 1
     if index < len(params["stages"]):
         start_job(rt, stage_job_spec(params, index))
+    else:
+        locks.release(rt, params["import"], lock_targets(params))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from mapper.dump.manifest import MANIFEST, read_manifest
+from mapper.engine.status import job_status, list_job_ids
 
 
 def test_export_then_import_keep_into_another_namespace(cli, namespace, seed, tmp_path, runtime):
@@ -51,3 +52,43 @@ def test_export_option_errors_exit_2(cli, tmp_path):
     reserved = cli("export", "--out", str(tmp_path), "--kind", "__kind__")
     assert reserved.exit_code == 2
     assert "'__kind__'" in reserved.output
+
+
+def test_export_to_a_destination_nobody_can_write_fails_before_the_job_starts(
+    cli, namespace, runtime
+):
+    """Finding 7, as a user sees it: it used to sit in FINALIZING with its progress line."""
+    result = cli(
+        "export", "--out", "/proc/x", "--kind", "K", "--namespace", namespace, "--id", "e1"
+    )
+    assert result.exit_code == 2
+    assert "cannot write the dump to /proc/x" in result.output
+    assert "No such file or directory" in result.output
+    assert list_job_ids(runtime) == []
+
+
+def test_export_to_a_bucket_that_does_not_exist_fails_before_the_job_starts(
+    cli, namespace, runtime, gcs_bucket
+):
+    out = gcs_bucket + "-missing/dump"
+    result = cli("export", "--out", out, "--kind", "K", "--namespace", namespace)
+    assert result.exit_code == 2
+    assert f"cannot write the dump to {out}" in result.output
+    assert list_job_ids(runtime) == []
+
+
+def test_import_with_two_shards_runs_on_two_shards(cli, namespace, seed, tmp_path, runtime):
+    """Finding 12: the stage's one split key used to give one range."""
+    seed(90)
+    out = str(tmp_path / "dump")
+    exported = cli("export", "--out", out, "--kind", "Person", "--namespace", namespace,
+                   "--shards", "1", "--batch-size", "30")  # fmt: skip
+    assert exported.exit_code == 0, exported.output
+    assert len(read_manifest(out).parts) == 3
+    target = "s" + uuid.uuid4().hex[:10]
+    args = ["import", out, "--mode", "keep", "--namespace", target, "--id", "two"]
+    done = cli(*args, "--shards", "2", "--batch-size", "1")
+    assert done.exit_code == 0, done.output
+    stage = job_status(runtime, "two-0")
+    assert len(stage.shards) == 2
+    assert all(s.counters["processed"] > 0 for s in stage.shards)

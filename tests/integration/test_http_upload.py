@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import time
 import zipfile
@@ -120,3 +121,92 @@ def test_rejected_upload_gets_400_and_leaves_no_stored_file(
 def test_upload_without_a_file_is_refused(client):
     reply = client.post("/_mapper/imports", data={}, content_type="multipart/form-data")
     assert reply.status_code == 400 and "'dump'" in reply.json["error"]
+
+
+# -- bounds (finding 13): over one, 413 naming it, and nothing kept -------------------
+
+
+@pytest.fixture
+def small_client(runtime, tmp_path):
+    """An app that takes uploads of 1 MiB, 8 MiB unpacked, 50 members."""
+    settings = runtime.settings.replace(
+        auth="off",
+        upload_location=str(tmp_path / "uploads"),
+        upload_max_bytes=1024 * 1024,
+        upload_max_unpacked_bytes=8 * 1024 * 1024,
+        upload_max_members=50,
+    )
+    app = create_app(settings)
+    yield app.test_client()
+    app.extensions["mapper"].close()
+
+
+def zip_of(members: dict[str, int | bytes]) -> bytes:
+    """A zip whose members are given bytes, or that many spaces (written in chunks)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in members.items():
+            with zf.open(name, "w", force_zip64=True) as f:
+                if isinstance(content, bytes):
+                    f.write(content)
+                    continue
+                for start in range(0, content, 1 << 20):
+                    f.write(b" " * min(1 << 20, content - start))
+    return buffer.getvalue()
+
+
+def post(client, archive: bytes, name: str = "dump.zip"):
+    data = {"dump": (io.BytesIO(archive), name), "namespace": "nowhere"}
+    return client.post("/_mapper/imports", data=data, content_type="multipart/form-data")
+
+
+def test_an_upload_over_the_request_bound_gets_413_and_nothing_is_kept(small_client, tmp_path):
+    reply = post(small_client, os.urandom(2 * 1024 * 1024), "big.tar")
+    assert reply.status_code == 413
+    assert "over 1048576 bytes (MAPPER_UPLOAD_MAX_BYTES)" in reply.json["error"]
+    assert stored_files(tmp_path) == []
+
+
+def test_a_small_zip_of_a_huge_manifest_is_refused_before_it_is_unpacked(client, tmp_path):
+    archive = zip_of({"dump/manifest.json": 100 * 1024 * 1024})
+    assert len(archive) < 1024 * 1024
+    started = time.monotonic()
+    reply = post(client, archive)
+    assert reply.status_code == 413
+    error = reply.json["error"]
+    assert "'dump/manifest.json' is over 67108864 bytes: a manifest's bound" in error
+    assert time.monotonic() - started < 5
+    assert stored_files(tmp_path) == []
+
+
+def test_an_archive_of_too_many_members_gets_413(small_client, tmp_path):
+    reply = post(small_client, zip_of({f"dump/f{i}": b"x" for i in range(60)}))
+    assert reply.status_code == 413
+    assert "more than 50 members (MAPPER_UPLOAD_MAX_MEMBERS)" in reply.json["error"]
+    assert stored_files(tmp_path) == []
+
+
+def test_an_archive_that_unpacks_over_the_bound_gets_413(small_client, tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tf:
+        for i in range(3):  # 3 x 4 MiB of zeros: 12 MiB unpacked, a few KB packed
+            info = tarfile.TarInfo(f"dump/part-{i}")
+            info.size = 4 * 1024 * 1024
+            tf.addfile(info, io.BytesIO(b"\0" * info.size))
+    reply = post(small_client, buffer.getvalue(), "dump.tar.gz")
+    assert reply.status_code == 413
+    assert "'dump/part-2' is over" in reply.json["error"]
+    assert "8388608 bytes unpacked (MAPPER_UPLOAD_MAX_UNPACKED_BYTES)" in reply.json["error"]
+    assert stored_files(tmp_path) == []
+
+
+def test_an_archive_holding_a_link_is_refused(small_client, tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tf:
+        info = tarfile.TarInfo("dump/manifest.json")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(info)
+    reply = post(small_client, buffer.getvalue(), "dump.tar")
+    assert reply.status_code == 400
+    assert "not a plain file: 'dump/manifest.json'" in reply.json["error"]
+    assert stored_files(tmp_path) == []

@@ -9,7 +9,7 @@ import pytest
 from mapper.engine.jobs import Job, start_job
 from mapper.engine.spec import JobSpec
 from mapper.engine.status import job_status
-from mapper.errors import InvalidJobError, JobStateError
+from mapper.errors import InvalidJobError, JobStateError, NotFoundError
 from tests.support import mappers
 
 
@@ -169,3 +169,12 @@ def test_status_of_unknown_job_is_not_found(runtime):
         job_status(runtime, "no-such-job")
     with pytest.raises(NotFoundError):
         Job(runtime, "no-such-job").abort()
+
+
+def test_an_inequality_filter_is_refused_at_start_and_nothing_is_written(runtime, namespace, seed):
+    seed(10)
+    spec = JobSpec(mapper="tests.mappers:TouchTouched", namespace=namespace, id="ineq")
+    with pytest.raises(InvalidJobError, match=r"equality filters only.*touched"):
+        start_job(runtime, spec)
+    with pytest.raises(NotFoundError):
+        job_status(runtime, "ineq")

@@ -65,7 +65,6 @@ def pages_seen(runtime, faults):
         seen.append(len(response.batch.entity_results))
         return response
 
-    runtime.store.response_hook = faults.on_response
     faults.alter("RunQuery", record, times=10**6, when=person_queries)
     return seen
 
@@ -75,7 +74,6 @@ def test_batches_are_cut_across_short_server_pages(
     runtime, namespace, seed, people, faults, exactly_once
 ):
     seed(400)
-    runtime.store.response_hook = faults.on_response
     faults.alter("RunQuery", short_page(70), times=10**6, when=person_queries)
     status = run(runtime, namespace, batch_size=23, exactly_once=exactly_once)
     assert status.status == "succeeded"
@@ -103,7 +101,6 @@ def test_an_empty_page_that_says_not_finished_does_not_end_a_shard(
     runtime, namespace, seed, people, faults, exactly_once
 ):
     seed(500)
-    runtime.store.response_hook = faults.on_response
     empties: list[bytes] = []
 
     def empty(request: Any, response: Any) -> Any:
@@ -153,7 +150,6 @@ def test_pager_with_a_page_size_dividing_the_kind_ends_after_the_last_full_page(
 
 def test_pager_keeps_a_query_limit_as_the_limit_of_the_walk(runtime, namespace, seed, faults):
     seed(30)
-    runtime.store.response_hook = faults.on_response
     faults.alter("RunQuery", short_page(4), times=10**6)
     query = kind_query("Person", keys_only=True)
     query.limit.value = 9
@@ -162,7 +158,6 @@ def test_pager_keeps_a_query_limit_as_the_limit_of_the_walk(runtime, namespace, 
 
 def test_pager_goes_on_after_empty_pages_that_say_not_finished(runtime, namespace, seed, faults):
     keys = seed(30)
-    runtime.store.response_hook = faults.on_response
     faults.alter("RunQuery", empty_page, times=3)
     found = list(results(runtime.store, kind_query("Person", keys_only=True), namespace))
     assert faults.fired["alter:RunQuery"] == 3

@@ -83,3 +83,26 @@ def seed_people_raw(client: datastore.Client, n: int) -> None:
             entity.update({"name": f"p{i:05d}", "active": True, "touched": 0})
             batch.append(entity)
         client.put_multi(batch)
+
+
+class SplitAt(TouchPeople):
+    """Splits its shards at the Person ids in params['split'] (in params['namespace'])."""
+
+    def split_keys(self, shards: int) -> list[Any]:
+        from tests.fixtures_alltypes import key
+
+        p = self.params
+        return [key(p["project"], p["namespace"], "Person", i) for i in p["split"]]
+
+
+class FailingFinish(TouchPeople):
+    """finish() raises every time it runs."""
+
+    def finish(self) -> None:
+        raise RuntimeError("finish cannot reach the outside world")
+
+
+class TouchTouched(TouchPeople):
+    """An inequality filter: refused at start (a shard's query is ordered by key)."""
+
+    FILTERS = [Person.touched > 0]

@@ -11,9 +11,9 @@ from google.cloud import tasks_v2
 
 from mapper.dispatch.cloudtasks import CloudTasksDispatcher, http_deadline, oidc_audience
 from mapper.dispatch.local import LocalDispatcher
-from mapper.dispatch.messages import FinalizeTask, SliceTask, task_from_json
+from mapper.dispatch.messages import FinalizeTask, SliceTask, task_from_json, task_to_json
 from mapper.dispatch.select import make_dispatcher
-from mapper.errors import ConfigurationError, DispatchError
+from mapper.errors import ConfigurationError, DispatchError, InvalidJobError
 from mapper.settings import Settings
 
 QUEUE = "projects/demo/locations/us-central1/queues/mapper"
@@ -200,3 +200,11 @@ def test_make_dispatcher_uses_cloud_tasks_with_a_queue() -> None:
         assert built.app_engine_http_request.relative_uri.endswith("/tasks/slice")
     finally:
         dispatcher.close()
+
+
+def test_a_finalize_task_is_named_per_job_generation() -> None:
+    names = {FinalizeTask("job1", g).task_name() for g in (0, 1, 2)}
+    assert len(names) == 3
+    assert task_from_json(task_to_json(FinalizeTask("job1", 2))) == FinalizeTask("job1", 2)
+    with pytest.raises(InvalidJobError, match="generation"):
+        task_from_json('{"kind": "finalize", "job_id": "job1", "generation": -1}')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import json
 import math
 import os
@@ -20,6 +21,7 @@ from mapper.dump.files import DumpStore, LocalDumpStore, open_dump_store
 from mapper.dump.manifest import (
     FORMAT_VERSION,
     MANIFEST,
+    MAX_MANIFEST_BYTES,
     Manifest,
     copy_dump,
     read_manifest,
@@ -671,3 +673,48 @@ def test_store_delete_all_removes_every_file_and_copy_dump_copies_them(
     assert validate_dump(copy).totals["entities"] == 1
     store.delete_all()
     assert store.list_files() == []
+
+
+def test_a_writable_location_is_probed_without_leaving_a_file(tmp_path: Path) -> None:
+    store = LocalDumpStore(tmp_path / "new" / "dump")
+    store.check_writable()
+    assert store.list_files() == []
+    assert list((tmp_path / "new" / "dump").iterdir()) == []
+
+
+def test_an_unwritable_location_is_refused_naming_it_and_why() -> None:
+    with pytest.raises(ConfigurationError, match=r"cannot write the dump to /proc/x: .*Errno"):
+        LocalDumpStore("/proc/x").check_writable()
+
+
+# -- bounds: a dump from anywhere cannot make a reader run away ---------------
+
+
+def test_a_part_that_inflates_far_beyond_its_count_stops_at_the_count(tmp_path: Path) -> None:
+    """Finding 13: a small gzip part holding 200,000 entities where the manifest says 2."""
+    relpath = "Person/part.jsonl.gz"
+    path = tmp_path / relpath
+    path.parent.mkdir(parents=True)
+    data = gzip.compress((encode_entity(person(1)) + b"\n") * 200_000, mtime=0)
+    path.write_bytes(data)
+    info = PartInfo(relpath, 2, hashlib.sha256(data).hexdigest(), len(data))
+    seen = 0
+    with pytest.raises(DumpFormatError, match="more entities than the manifest's count of 2"):
+        for _ in read_part(tmp_path, relpath, info):
+            seen += 1
+    assert seen == 2
+
+
+def test_a_part_longer_than_the_manifest_says_stops_at_that_size(tmp_path: Path) -> None:
+    relpath = "Person/part.jsonl.gz"
+    info = write_part(tmp_path, relpath, [person(1)])
+    with open(tmp_path / relpath, "ab") as f:
+        f.write(b"\0" * 5_000_000)
+    with pytest.raises(DumpFormatError, match=f"more bytes than the manifest's {info.bytes}"):
+        list(read_part(tmp_path, relpath, info))
+
+
+def test_a_huge_manifest_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    (tmp_path / MANIFEST).write_bytes(b"{" + b" " * MAX_MANIFEST_BYTES + b"}")
+    with pytest.raises(DumpFormatError, match=f"manifest is over {MAX_MANIFEST_BYTES} bytes"):
+        read_manifest(tmp_path)

@@ -1,0 +1,184 @@
+"""Recovery the way users expect: the process running a local job is killed with SIGKILL,
+the same command is run again, and the job finishes exactly, without ``mapper resume``.
+
+Each command runs as a real subprocess (``python -m mapper.testing.faultcli``, which is
+``mapper`` with a fault plan: here only latency per RPC, so that a kill lands mid-job).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.cloud import datastore
+
+from mapper.dump.manifest import read_manifest, validate_dump
+from mapper.dump.parts import read_part
+from mapper.engine.status import job_status
+from mapper.errors import NotFoundError
+from mapper.transfer.export import ExportSpec, export_status, start_export
+from mapper.transfer.importer import import_status
+
+ROOT = Path(__file__).resolve().parents[2]
+LEASE = 2
+
+
+@pytest.fixture
+def command(emulator_env, namespace) -> Callable[..., Any]:
+    """command(*args) -> a Popen of ``mapper ARGS`` (with latency) against the emulator."""
+    env = {
+        **os.environ,
+        "MAPPER_STATE_NAMESPACE": namespace,
+        "MAPPER_LEASE_SECONDS": str(LEASE),
+        "MAPPER_SLICE_SECONDS": "3",
+        "MAPPER_MAX_ATTEMPTS": "3",
+        "MAPPER_FAULTS": "seed=1,latency=0.01",
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop("MAPPER_QUEUE", None)
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "mapper.testing.faultcli", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    return start
+
+
+def kill_when(process: subprocess.Popen[str], ready: Callable[[], bool], timeout=60) -> None:
+    """SIGKILL ``process`` as soon as ``ready()`` holds; fail if it ended before that."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None, f"ended before the kill: {process.communicate()[0]}"
+        assert time.monotonic() < deadline, "never got far enough to be killed"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def finish(process: subprocess.Popen[str], timeout=120) -> str:
+    """Wait for ``process`` to exit 0; return its output."""
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output
+    return output
+
+
+def progress(fetch: Callable[[], Any], low: int, key: str = "processed") -> Callable[[], bool]:
+    """True once ``fetch()`` (a status) counts ``low`` or more, and is not final."""
+
+    def ready() -> bool:
+        try:
+            info = fetch()
+        except NotFoundError:
+            return False
+        return info.counters.get(key, 0) >= low and not info.status.is_final
+
+    return ready
+
+
+def test_mapper_run_killed_mid_job_finishes_when_run_again(
+    command, runtime, namespace, seed, people
+):
+    seed(1000)
+    args = ["run", "tests.mappers:TouchPeople", "--id", "rerun", "--shards", "2",
+            "--batch-size", "20", "--namespace", namespace]  # fmt: skip
+    kill_when(command(*args), progress(lambda: job_status(runtime, "rerun"), 300))
+    killed = job_status(runtime, "rerun")
+    assert killed.status == "running" and killed.counters["processed"] < 1000
+
+    started = time.monotonic()
+    output = finish(command(*args))
+    assert "job rerun succeeded: processed=1000, put=1000, deleted=0" in output
+    touched = collections.Counter(p.touched for p in people())
+    assert sum(touched.values()) == 1000 and min(touched) == 1
+    # At least once: the batch in flight on each shard when the process died, at most.
+    assert touched[2] <= 2 * 20 and max(touched) <= 2
+    assert time.monotonic() - started < 60
+
+
+def test_mapper_export_killed_mid_job_finishes_when_run_again(
+    command, runtime, namespace, seed, tmp_path
+):
+    keys = seed(1000)
+    out = str(tmp_path / "dump")
+    args = ["export", "--out", out, "--kind", "Person", "--namespace", namespace,
+            "--id", "exp", "--shards", "2", "--batch-size", "20"]  # fmt: skip
+    kill_when(command(*args), progress(lambda: export_status(runtime, "exp"), 300))
+    assert export_status(runtime, "exp").manifest is None
+
+    output = finish(command(*args))
+    assert "export exp succeeded" in output
+    manifest = validate_dump(out)
+    assert manifest.totals["entities"] == 1000
+    parts = manifest.parts
+    dumped = sorted(pb.key.path[-1].id for p in parts for pb in read_part(out, p.path, p))
+    assert dumped == sorted(k.id() for k in keys)  # every entity once
+
+
+@pytest.fixture
+def blog_dump(runtime, namespace, datastore_client, tmp_path) -> str:
+    """300 authors and 700 posts (each referring to an author), exported to a dump."""
+    source = namespace + "src"
+    client = datastore.Client(project=runtime.settings.project, namespace=source)
+    authors = []
+    for i in range(300):
+        author = datastore.Entity(client.key("Author"))
+        author.update({"name": f"author {i}"})
+        authors.append(author)
+    client.put_multi(authors)
+    for start in range(0, 700, 350):
+        posts = []
+        for i in range(start, start + 350):
+            post = datastore.Entity(client.key("Post"))
+            post.update({"title": f"post {i}", "author": authors[i % 300].key})
+            posts.append(post)
+        client.put_multi(posts)
+    client.close()
+    out = str(tmp_path / "blog")
+    spec = ExportSpec(out=out, kinds=["Author", "Post"], namespaces=[source], batch_size=20)
+    assert start_export(runtime, spec).wait(timeout=120).status == "succeeded"
+    assert read_manifest(out).totals["entities"] == 1000
+    return out
+
+
+def test_mapper_import_remap_killed_in_each_stage_finishes_when_run_again(
+    command, runtime, namespace, blog_dump
+):
+    target = namespace + "dst"
+    args = ["import", blog_dump, "--mode", "remap", "--namespace", target, "--id", "imp",
+            "--shards", "2", "--batch-size", "1"]  # fmt: skip
+
+    def stage(index: int) -> Callable[[], bool]:  # a stage 10 parts (of 54) in
+        return progress(lambda: job_status(runtime, f"imp-{index}"), 10)
+
+    kill_when(command(*args), stage(0))  # map:1, choosing new keys
+    kill_when(command(*args), stage(1))  # write
+    output = finish(command(*args))
+    assert "import imp succeeded: 1000 entities written" in output
+    info = import_status(runtime, "imp")
+    assert info.counters["allocated"] == 1000 and info.counters["put"] == 1000
+
+    client = datastore.Client(project=runtime.settings.project, namespace=target)
+    try:
+        authors = {a.key: a["name"] for a in client.query(kind="Author").fetch()}
+        posts = list(client.query(kind="Post").fetch())
+    finally:
+        client.close()
+    assert sorted(authors.values()) == sorted(f"author {i}" for i in range(300))
+    assert sorted(p["title"] for p in posts) == sorted(f"post {i}" for i in range(700))
+    for post in posts:
+        number = int(post["title"].split()[1])
+        assert authors[post["author"]] == f"author {number % 300}"
