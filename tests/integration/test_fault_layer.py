@@ -6,7 +6,6 @@ import time
 
 import pytest
 from google.api_core import exceptions as core_exceptions
-from tests.fixtures_alltypes import key
 
 from mapper.datastore import txn as txns
 from mapper.datastore.keys import key_bytes
@@ -14,6 +13,7 @@ from mapper.datastore.query import MoreResults, kind_query, pages, results
 from mapper.datastore.rpc import Entity
 from mapper.engine.runtime import Runtime
 from mapper.testing.faults import AMBIGUOUS, FaultPlan, SimulatedCrash
+from tests.support.fixtures_alltypes import key
 
 
 def entity(runtime, namespace, name, **props):

@@ -12,7 +12,7 @@ from mapper.engine.status import job_status
 
 
 def spec(namespace, mapper="TouchPeople", **options):
-    return JobSpec(mapper=f"tests.mappers:{mapper}", namespace=namespace, **options)
+    return JobSpec(mapper=f"tests.support.mappers:{mapper}", namespace=namespace, **options)
 
 
 def test_a_job_of_32_shards_finalizes(runtime, namespace, seed):

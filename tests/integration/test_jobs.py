@@ -173,7 +173,7 @@ def test_status_of_unknown_job_is_not_found(runtime):
 
 def test_an_inequality_filter_is_refused_at_start_and_nothing_is_written(runtime, namespace, seed):
     seed(10)
-    spec = JobSpec(mapper="tests.mappers:TouchTouched", namespace=namespace, id="ineq")
+    spec = JobSpec(mapper="tests.support.mappers:TouchTouched", namespace=namespace, id="ineq")
     with pytest.raises(InvalidJobError, match=r"equality filters only.*touched"):
         start_job(runtime, spec)
     with pytest.raises(NotFoundError):

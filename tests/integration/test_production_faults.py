@@ -22,7 +22,7 @@ from mapper.transfer.options import parse_options
 
 
 def run(runtime, namespace, timeout=120, **options):
-    spec = JobSpec(mapper="tests.mappers:TouchPeople", namespace=namespace, **options)
+    spec = JobSpec(mapper="tests.support.mappers:TouchPeople", namespace=namespace, **options)
     return start_job(runtime, spec).wait(timeout=timeout)
 
 

@@ -93,7 +93,7 @@ def test_mapper_run_killed_mid_job_finishes_when_run_again(
     command, runtime, namespace, seed, people
 ):
     seed(1000)
-    args = ["run", "tests.mappers:TouchPeople", "--id", "rerun", "--shards", "2",
+    args = ["run", "tests.support.mappers:TouchPeople", "--id", "rerun", "--shards", "2",
             "--batch-size", "20", "--namespace", namespace]  # fmt: skip
     kill_when(command(*args), progress(lambda: job_status(runtime, "rerun"), 300))
     killed = job_status(runtime, "rerun")

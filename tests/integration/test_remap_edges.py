@@ -6,7 +6,6 @@ import threading
 
 import pytest
 from google.cloud import datastore
-from tests.fixtures_alltypes import key
 
 from mapper.datastore.query import kind_query
 from mapper.datastore.rpc import MAX_ENTITY_BYTES, Entity
@@ -18,6 +17,7 @@ from mapper.transfer.export import ExportSpec, start_export
 from mapper.transfer.importer import ImportSpec, start_import
 from mapper.transfer.keymap import PART_KIND
 from mapper.transfer.options import parse_options
+from tests.support.fixtures_alltypes import key
 
 
 @pytest.fixture

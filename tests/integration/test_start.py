@@ -9,7 +9,9 @@ from mapper.engine.spec import JobSpec
 
 
 def spec(namespace, job_id, **options):
-    return JobSpec(mapper="tests.mappers:TouchPeople", namespace=namespace, id=job_id, **options)
+    return JobSpec(
+        mapper="tests.support.mappers:TouchPeople", namespace=namespace, id=job_id, **options
+    )
 
 
 def touched(people):

@@ -89,7 +89,7 @@ class SplitAt(TouchPeople):
     """Splits its shards at the Person ids in params['split'] (in params['namespace'])."""
 
     def split_keys(self, shards: int) -> list[Any]:
-        from tests.fixtures_alltypes import key
+        from tests.support.fixtures_alltypes import key
 
         p = self.params
         return [key(p["project"], p["namespace"], "Person", i) for i in p["split"]]
