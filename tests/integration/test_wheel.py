@@ -174,10 +174,10 @@ def test_the_core_install_needs_no_flask_and_has_every_command(user_app):
 
 def test_nothing_from_the_checkout_is_on_the_installed_path(user_app):
     probe = (
-        "import importlib.metadata, json, sys, mapper, mapper._version, mapper.web, flask\n"
+        "import importlib.metadata, json, sys, mapper, mapper.web, flask\n"
         "print(json.dumps({'path': sys.path, 'prefix': sys.prefix, 'base': sys.base_prefix,\n"
         "  'files': [mapper.__file__, mapper.web.__file__, flask.__file__],\n"
-        "  'versions': [importlib.metadata.version('mapper'), mapper._version.__version__]}))"
+        "  'versions': [importlib.metadata.version('mapper'), mapper.__version__]}))"
     )
     # PYTHONPATH=. as the `mapper` command runs below: the app's own folder, outside the checkout.
     found = json.loads(_run(["python", "-c", probe], cwd=user_app.root,
