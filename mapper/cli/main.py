@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -25,12 +26,26 @@ class _Group(click.Group):
 
 @click.group(cls=_Group)
 @click.option("-v", "--verbose", is_flag=True, help="Log every slice.")
-def main(verbose: bool) -> None:
+@click.option(
+    "--path",
+    "paths",
+    multiple=True,
+    default=["."],
+    show_default=True,
+    help="Where to import MODULE:CLASS from (prepended to sys.path; repeatable).",
+)
+def main(verbose: bool, paths: tuple[str, ...]) -> None:
     """Resumable batch jobs over Cloud Datastore.
 
     Project and emulator come from GOOGLE_CLOUD_PROJECT and
     DATASTORE_EMULATOR_HOST; MAPPER_QUEUE selects Cloud Tasks.
     """
+    # An installed `mapper` command, unlike `python -m mapper`, does not import from
+    # the working directory: the app's own mappers live there.
+    for path in reversed(paths):
+        resolved = os.path.abspath(path)
+        if resolved not in sys.path:
+            sys.path.insert(0, resolved)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

@@ -257,9 +257,9 @@ def _check_emails(datastore_client: Any) -> None:
 def test_the_mapper_command_runs_a_job_of_the_example_app(
     user_app, emulator, namespace, datastore_client
 ):
-    # The console script does not put the current folder on sys.path (python -m does):
-    # the app's modules are found through PYTHONPATH=., as the README says.
-    env = user_app.env(**emulator.env, PYTHONPATH=".", MAPPER_STATE_NAMESPACE=namespace)
+    # No PYTHONPATH: the `mapper` command imports the app's modules from the folder it
+    # runs in (its --path, default "."), as `python -m mapper` would.
+    env = user_app.env(**emulator.env, MAPPER_STATE_NAMESPACE=namespace)
     _seed(user_app, env, namespace)
 
     ran = user_app.run("mapper", "run", "mappers:NormalizeEmails", "--shards", "2", "--batch-size",
