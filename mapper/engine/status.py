@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from mapper.datastore import txn as txns
 from mapper.datastore.keys import key_from_bytes, key_repr
+from mapper.datastore.rpc import TRANSIENT
 from mapper.dispatch.messages import check_job_id
 from mapper.engine.records import (
     JobStatus,
@@ -24,6 +26,8 @@ from mapper.errors import NotFoundError
 
 if TYPE_CHECKING:
     from mapper.engine.runtime import Runtime
+
+logger = logging.getLogger(__name__)
 
 # -- the types ---------------------------------------------------------------------
 
@@ -213,7 +217,14 @@ def wait_until_final(
     """Poll ``fetch()`` until its ``status`` is final; returns the last status."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        info = fetch()
+        try:
+            info = fetch()
+        except TRANSIENT as error:  # an outage of the status read is not the job's end
+            if deadline is not None and time.monotonic() > deadline:
+                raise
+            logger.info("%s: status read failed (%s); trying again", what, error)
+            time.sleep(poll)
+            continue
         if progress is not None:
             progress(info)
         if info.status.is_final:
