@@ -87,6 +87,8 @@ def _acquire(rt: Runtime, task: SliceTask) -> tuple[_MapperShard, str] | None:
             return "stopped", shard
         if status != JobStatus.RUNNING:
             return "stopped", shard
+        if shard.lease_token == token:  # this claim applied; its answer was lost
+            return "run", shard
         now = utcnow()
         if shard.lease_token and shard.lease_until and shard.lease_until > now:
             wait = (shard.lease_until - now).total_seconds()
@@ -203,9 +205,12 @@ class _SliceRunner:
 
     def _exactly_once_batch(self, keys: list[Any], finished: bool) -> None:
         last = keys[-1] if keys else None
+        step = self._step(f"batch {self._number()}")
 
         def fn(t: txns.Txn) -> None:
-            shard = self._owned(t)
+            shard = self._owned(t, step)
+            if shard is None:  # committed already: not mapped again
+                return
             found = t.lookup_raw(keys)
             entities = [e for k in keys if (e := found.get(key_bytes(k)))]
             puts, deletes, counts = self._map(entities)
@@ -220,11 +225,13 @@ class _SliceRunner:
                 counts,
                 finished,
                 self.rt.settings.lease_seconds,
+                step,
             )
             t.put(shard)
 
         try:
             txns.run_in_transaction(self.rt.store, fn)
+            self.batches += 1
             self.adapter.after_write()
         except core_exceptions.InvalidArgument as e:
             # The Datastore emulator allows 25 entity groups per transaction.
@@ -267,22 +274,42 @@ class _SliceRunner:
         )
 
     def _map(self, entities: list[Any]) -> tuple[list[Any], list[Any], dict[str, int]]:
-        return self.adapter.map_batch(entities, (self.shard.batches or 0) + self.batches)
+        return self.adapter.map_batch(entities, self._number())
 
-    def _owned(self, t: txns.Txn) -> _MapperShard:
+    def _number(self) -> int:
+        """The shard's number for the batch in hand (``end_batch`` gets it)."""
+        return (self.shard.batches or 0) + self.batches
+
+    def _step(self, what: str) -> str:
+        """A transition's name: this copy's lease token and what it does."""
+        return f"{self.token}/{what}"
+
+    def _owned(self, t: txns.Txn, step: str) -> _MapperShard | None:
+        """The shard record if this copy owns it; None if ``step`` is committed already.
+
+        A commit can apply and still answer an error; ``run_in_transaction`` then runs
+        the body again, which must find its own step and not apply it twice.
+        """
         shard = t.get(self.skey)[0]
+        if shard is not None and shard.applied(step):
+            return None
         if shard is None or not shard.owned_by(self.token, self.task.slice):
             raise _LeaseLost(f"shard {self.skey.id()} changed hands")
         return shard
 
     def _checkpoint(self, last: Any, counts: dict[str, int], finished: bool) -> None:
+        step = self._step(f"batch {self._number()}")
+
         def fn(t: txns.Txn) -> None:
-            shard = self._owned(t)
+            shard = self._owned(t, step)
+            if shard is None:
+                return
             shard.advance(
                 None if last is None else key_bytes(last),
                 counts,
                 finished,
                 self.rt.settings.lease_seconds,
+                step,
             )
             t.put(shard)
 
@@ -310,9 +337,14 @@ class _SliceRunner:
         return False
 
     def _end_slice(self) -> None:
+        step = self._step(f"slice {self.task.slice} ends")
+
         def fn(t: txns.Txn) -> SliceTask:
-            shard = self._owned(t)
-            shard.next_slice()
+            shard = self._owned(t, step)
+            if shard is None:  # bumped already by this copy: its successor is still due
+                task, generation = self.task, self.shard.generation or 0
+                return SliceTask(task.job_id, task.shard, task.slice + 1, generation)
+            shard.next_slice(step)
             t.put(shard)
             return _successor(shard)
 
@@ -324,9 +356,13 @@ class _SliceRunner:
     def _stop(self, status: JobStatus) -> None:
         shard_status = ShardStatus.PAUSED if status == JobStatus.PAUSED else ShardStatus.ABORTED
 
+        step = self._step(f"stop {shard_status.value}")
+
         def fn(t: txns.Txn) -> None:
-            shard = self._owned(t)
-            shard.stop(shard_status)
+            shard = self._owned(t, step)
+            if shard is None:
+                return
+            shard.stop(shard_status, step)
             t.put(shard)
 
         txns.run_in_transaction(self.rt.store, fn)
@@ -340,13 +376,16 @@ class _SliceRunner:
             key_repr(current) if current is not None else None
         )
         message = f"{type(error).__name__}: {error}"
+        step = self._step("failed")
 
         def fn(t: txns.Txn) -> bool:
             job, shard = t.get(self.jkey, self.skey)
+            if shard is not None and shard.applied(step):
+                return bool(shard.shard_status == ShardStatus.FAILED)
             if shard is None or shard.lease_token != self.token:
                 return False
             give_up = shard.record_failure(
-                message, failed_key, permanent, self.rt.settings.max_attempts
+                message, failed_key, permanent, self.rt.settings.max_attempts, step
             )
             if give_up and job is not None and not job.job_status.is_final:
                 job.fail(message, failed_key, self.task.shard)
