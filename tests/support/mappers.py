@@ -106,3 +106,14 @@ class TouchTouched(TouchPeople):
     """An inequality filter: refused at start (a shard's query is ordered by key)."""
 
     FILTERS = [Person.touched > 0]
+
+
+#: (job id, shard, batch number) for every end_batch call of a LogBatches job.
+BATCH_NUMBERS: list[tuple[str, int | None, int]] = []
+
+
+class LogBatches(TouchPeople):
+    """Logs every ``end_batch(number)``: a side output named by the number."""
+
+    def end_batch(self, number: int) -> None:
+        BATCH_NUMBERS.append((self.job_id or "", self.shard, number))

@@ -1,0 +1,46 @@
+"""Exactly-once mode: batch numbers, time boxes, FILTERS re-checked, commits that fit."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from mapper.engine.jobs import start_job
+from mapper.engine.spec import JobSpec
+from tests.support import mappers
+
+
+def run(runtime, namespace, mapper="TouchPeople", timeout=120, **options):
+    spec = JobSpec(mapper=f"tests.support.mappers:{mapper}", namespace=namespace, **options)
+    return start_job(runtime, spec).wait(timeout=timeout)
+
+
+def touched(people):
+    return collections.Counter(p.touched for p in people())
+
+
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["default", "exactly-once"])
+def test_end_batch_gets_a_new_number_for_every_batch(
+    runtime, namespace, seed, people, exactly_once
+):
+    """Failed before in exactly-once mode: every batch of a slice was number 0."""
+    seed(300)
+    status = run(runtime, namespace, "LogBatches", batch_size=50, exactly_once=exactly_once)
+    assert status.status == "succeeded"
+    numbers = [n for job, _, n in mappers.BATCH_NUMBERS if job == status.id]
+    assert len(numbers) == len(set(numbers))  # no side output named twice
+    assert set(range(6)) <= set(numbers)
+    assert touched(people) == {1: 300}
+
+
+def test_exactly_once_slices_do_not_end_early(runtime, namespace, seed, people, faults):
+    """Failed before: with no batch counted, a slice took its first batch's time as the
+    time of every batch and ended after a third of its box."""
+    seed(240)
+    runtime.settings = runtime.settings.replace(slice_seconds=3.0)
+    faults.stall_at("before_batch", 0.15, times=None)
+    status = run(runtime, namespace, batch_size=20, exactly_once=True)
+    assert status.status == "succeeded"
+    assert [shard.slice for shard in status.shards] == [0]
+    assert touched(people) == {1: 240}
