@@ -212,7 +212,10 @@ class _SliceRunner:
             if shard is None:  # committed already: not mapped again
                 return
             found = t.lookup_raw(keys)
-            entities = [e for k in keys if (e := found.get(key_bytes(k)))]
+            # An entity changed since the keys-only query no longer matching FILTERS is left alone.
+            entities = [
+                e for k in keys if (e := found.get(key_bytes(k))) and self.adapter.matches(e)
+            ]
             puts, deletes, counts = self._map(entities)
             limit = self.rt.store.max_commit_bytes
             if len(list(bounded_batches(puts, deletes, limit))) > 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 
 import pytest
+from google.cloud import ndb
 
 from mapper.engine.jobs import start_job
 from mapper.engine.spec import JobSpec
@@ -44,3 +45,28 @@ def test_exactly_once_slices_do_not_end_early(runtime, namespace, seed, people, 
     assert status.status == "succeeded"
     assert [shard.slice for shard in status.shards] == [0]
     assert touched(people) == {1: 240}
+
+
+def test_exactly_once_does_not_map_an_entity_that_stopped_matching_its_filters(
+    runtime, namespace, seed, people, faults
+):
+    """Failed before: the keys came from the query, and the transaction mapped what it read."""
+    keys = seed(100)
+
+    def deactivate(info):
+        with runtime.context(namespace):
+            found = ndb.get_multi(keys[50:60])
+            for person in found:
+                person.active = False
+            ndb.put_multi(found)
+
+    # The second batch's keys were read with the first page; they change before its transaction.
+    faults.call_at("before_batch", deactivate, when=lambda info: faults.hits["before_batch"] == 2)
+    status = run(runtime, namespace, "TouchActive", batch_size=50, exactly_once=True)
+    assert status.status == "succeeded"
+    assert faults.fired["before_batch"] == 1
+    assert status.counters == {"processed": 90, "put": 90, "deleted": 0}
+    assert {p.name: p.touched for p in people() if not p.active} == {
+        f"p{i:05d}": 0 for i in range(50, 60)
+    }
+    assert touched(people) == {1: 90, 0: 10}
