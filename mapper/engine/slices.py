@@ -13,7 +13,7 @@ from google.cloud import ndb
 from mapper.datastore import txn as txns
 from mapper.datastore.keys import key_bytes, key_from_bytes, key_repr
 from mapper.datastore.query import EntityStream, shard_query, stream
-from mapper.datastore.rpc import Key, bounded_batches, is_permanent
+from mapper.datastore.rpc import MAX_MUTATIONS, Key, bounded_batches, is_permanent
 from mapper.dispatch.messages import FinalizeTask, SliceTask
 from mapper.engine.adapter import Adapter
 from mapper.engine.loading import load_mapper_class
@@ -27,7 +27,7 @@ from mapper.engine.records import (
     shard_key,
     utcnow,
 )
-from mapper.errors import RetrySlice, WriteConflict
+from mapper.errors import PermanentSliceError, RetrySlice, WriteConflict
 
 if TYPE_CHECKING:
     from mapper.engine.runtime import Runtime
@@ -142,6 +142,8 @@ class _SliceRunner:
         mapper = load_mapper_class(job.mapper)(**(job.params or {}))
         self.adapter = Adapter(mapper).bind(task.job_id, task.shard, rt)
         self.blind = bool(getattr(mapper, "BLIND_WRITES", False))
+        #: The puts of the exactly-once batch in its transaction (a refused commit names one).
+        self._puts: list[Any] = []
 
     # -- the loop ---------------------------------------------------------------
 
@@ -196,7 +198,7 @@ class _SliceRunner:
             except _BatchTooLarge as e:
                 if size == 1:
                     raise
-                size = max(1, size // 2)
+                size = max(1, min(size - 1, e.fits or size // 2))
                 logger.info("exactly-once batch shrinks to %d: %s", size, e)
                 entities.put_back(batch)
                 continue
@@ -208,6 +210,7 @@ class _SliceRunner:
         step = self._step(f"batch {self._number()}")
 
         def fn(t: txns.Txn) -> None:
+            self._puts = []
             shard = self._owned(t, step)
             if shard is None:  # committed already: not mapped again
                 return
@@ -218,9 +221,15 @@ class _SliceRunner:
             ]
             puts, deletes, counts = self._map(entities)
             limit = self.rt.store.max_commit_bytes
+            mutations = len(puts) + len(deletes) + 1  # and the shard record
+            if mutations > MAX_MUTATIONS:
+                # Production refuses it; the Firestore emulator does not (measured).
+                fits = len(entities) * MAX_MUTATIONS // mutations
+                raise _BatchTooLarge(f"{mutations} mutations exceed a commit's", fits)
             if len(list(bounded_batches(puts, deletes, limit))) > 1:
                 raise _BatchTooLarge(f"{len(puts)} puts and {len(deletes)} deletes exceed a commit")
             self._fault("after_map")
+            self._puts = puts
             t.upserts.extend(puts)
             t.deletes.extend(deletes)
             shard.advance(
@@ -240,7 +249,7 @@ class _SliceRunner:
             # The Datastore emulator allows 25 entity groups per transaction.
             if "entity groups" in str(e) or "too many" in str(e).lower():
                 raise _BatchTooLarge(str(e)) from e
-            raise
+            raise _naming_the_key(e, self._puts) from e
         self._fault("after_checkpoint")
 
     # -- one batch ----------------------------------------------------------------
@@ -254,17 +263,16 @@ class _SliceRunner:
         rounds at most), so the app's write is never lost and ``map`` sees the
         current entity; ``conflicts`` counts them. ``BLIND_WRITES = True`` skips it.
         """
-        store = self.rt.store
         if self.blind:
-            store.write(puts, deletes)
+            self._store_write(puts, deletes)
             return
         versions = {key_bytes(r.entity.key): r.version for r in results}
         for _ in range(CONFLICT_ROUNDS):
-            conflicted = store.write(puts, deletes, versions)
+            conflicted = self._store_write(puts, deletes, versions)
             if not conflicted:
                 return
             counts["conflicts"] = counts.get("conflicts", 0) + len(conflicted)
-            fresh = store.lookup_results([Key.FromString(k) for k in conflicted])
+            fresh = self.rt.store.lookup_results([Key.FromString(k) for k in conflicted])
             # An entity the app deleted meanwhile stays deleted: it is not mapped again.
             entities = [fresh[k].entity for k in conflicted if k in fresh]
             puts, deletes, more = self.adapter.remap(entities)
@@ -275,6 +283,14 @@ class _SliceRunner:
             f"{len(conflicted)} entities kept changing under the job for {CONFLICT_ROUNDS} "
             "rounds of read, map and conditional write; the slice will be retried"
         )
+
+    def _store_write(
+        self, puts: list[Any], deletes: list[Any], versions: dict[bytes, int] | None = None
+    ) -> list[bytes]:
+        try:
+            return self.rt.store.write(puts, deletes, versions)
+        except core_exceptions.InvalidArgument as e:
+            raise _naming_the_key(e, puts) from e
 
     def _map(self, entities: list[Any]) -> tuple[list[Any], list[Any], dict[str, int]]:
         return self.adapter.map_batch(entities, self._number())
@@ -435,7 +451,39 @@ class _SliceRunner:
 
 
 class _BatchTooLarge(Exception):
-    """An exactly-once batch does not fit one transaction: retry it smaller."""
+    """An exactly-once batch does not fit one transaction: retry it smaller (``fits``, if known)."""
+
+    def __init__(self, message: str, fits: int | None = None):
+        super().__init__(message)
+        self.fits = fits
+
+
+#: Datastore's bound on an indexed string or bytes value.
+MAX_INDEXED_BYTES = 1500
+
+
+def _naming_the_key(error: Exception, puts: list[Any]) -> Exception:
+    """A refused write as a PermanentSliceError naming the entity at fault, when one is.
+
+    Datastore names the property ("longer than 1500 bytes"), not the entity: look
+    for it among the puts (only once the write failed, so the hot path pays nothing).
+    """
+    for entity in puts:
+        if any(_over_index_bound(v) for v in entity.properties.values()):
+            return PermanentSliceError(str(error), key=key_repr(entity.key))
+    return error
+
+
+def _over_index_bound(value: Any) -> bool:
+    which = value.WhichOneof("value_type")
+    if which == "array_value":
+        return any(_over_index_bound(v) for v in value.array_value.values)
+    if which == "entity_value":
+        return any(_over_index_bound(v) for v in value.entity_value.properties.values())
+    if which not in ("string_value", "blob_value") or value.exclude_from_indexes:
+        return False
+    data = value.string_value.encode() if which == "string_value" else value.blob_value
+    return len(data) > MAX_INDEXED_BYTES
 
 
 def _bytes(key: Any | None) -> bytes | None:

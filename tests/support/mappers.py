@@ -117,3 +117,15 @@ class LogBatches(TouchPeople):
 
     def end_batch(self, number: int) -> None:
         BATCH_NUMBERS.append((self.job_id or "", self.shard, number))
+
+
+class LongName(Mapper):
+    """Gives the entity named params['name'] an indexed name over 1,500 bytes (raw kind)."""
+
+    KIND = "Person"
+
+    def map(self, entity: Any) -> tuple[list[Any], list[Any]]:
+        if entity["name"] == self.params["name"]:
+            entity["name"] = "x" * 1501
+        entity["touched"] = (entity.get("touched") or 0) + 1
+        return [entity], []
