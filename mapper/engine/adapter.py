@@ -20,7 +20,7 @@ from google.cloud.ndb import tasklets
 from mapper.datastore.convert import entity_to_pb, key_to_pb
 from mapper.datastore.keys import key_bytes
 from mapper.datastore.query import filters_from
-from mapper.datastore.rpc import Entity, Key
+from mapper.datastore.rpc import Entity, Key, PropertyFilter
 from mapper.errors import InvalidJobError
 
 if TYPE_CHECKING:
@@ -83,6 +83,14 @@ class Adapter:
     def filter_pbs(self) -> list[Any]:
         """FILTERS as raw Datastore filter protobufs."""
         return filters_from(self.mapper.FILTERS)
+
+    def matches(self, pb: Any) -> bool:
+        """True if the raw entity ``pb`` (read anew) still matches FILTERS.
+
+        Exactly-once mode asks this of each entity it re-reads in its transaction:
+        the keys came from a query that may have matched an older version.
+        """
+        return all(_matches(pb, f) for f in self.filter_pbs())
 
     def decode(self, pb: Any) -> Any:
         """Raw entity protobuf -> what ``map`` receives."""
@@ -224,3 +232,56 @@ def _done(result: Any) -> Any:
 def _added(counts: dict[str, int], more: dict[str, int]) -> dict[str, int]:
     """The counters of ``counts`` that ``more`` adds to, with its values added."""
     return {name: counts.get(name, 0) + value for name, value in more.items()}
+
+
+# -- FILTERS (equalities and a key ancestor, joined by AND) on an entity read anew ------
+
+
+def _matches(pb: Any, filter_pb: Any) -> bool:
+    if filter_pb.WhichOneof("filter_type") == "composite_filter":
+        return all(_matches(pb, part) for part in filter_pb.composite_filter.filters)
+    prop = filter_pb.property_filter
+    name, wanted = prop.property.name, prop.value
+    if name == "__key__":
+        path, other = _path(pb.key), _path(wanted.key_value)
+        if prop.op == PropertyFilter.HAS_ANCESTOR:
+            return path[: len(other)] == other
+        return path == other
+    # As an index sees it: one element of a list is enough; an unindexed value is not there.
+    return any(not v.exclude_from_indexes and _same(v, wanted) for v in _values(pb, name))
+
+
+def _values(pb: Any, name: str) -> list[Any]:
+    """The values of property ``name`` (dotted into embedded entities), lists flattened."""
+    if name in pb.properties:
+        return _elements(pb.properties[name])
+    parts = name.split(".")
+    for cut in range(1, len(parts)):
+        head, rest = ".".join(parts[:cut]), ".".join(parts[cut:])
+        if head in pb.properties:
+            inner = [v.entity_value for v in _elements(pb.properties[head])]
+            return [v for entity in inner for v in _values(entity, rest)]
+    return []
+
+
+def _elements(value: Any) -> list[Any]:
+    return list(value.array_value.values) if value.HasField("array_value") else [value]
+
+
+def _same(value: Any, wanted: Any) -> bool:
+    which = value.WhichOneof("value_type")
+    if which != wanted.WhichOneof("value_type"):
+        return False
+    if which == "key_value":
+        return _path(value.key_value) == _path(wanted.key_value)
+    mine, theirs = getattr(value, which), getattr(wanted, which)
+    if hasattr(mine, "SerializeToString"):
+        return bool(
+            mine.SerializeToString(deterministic=True)
+            == theirs.SerializeToString(deterministic=True)
+        )
+    return bool(mine == theirs)
+
+
+def _path(key: Any) -> list[tuple[str, str, int]]:
+    return [(e.kind, e.name, e.id) for e in key.path]

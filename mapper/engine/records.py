@@ -169,6 +169,10 @@ class _MapperShard(ndb.Model):
     attempts = ndb.IntegerProperty(indexed=False, default=0)
     last_error = ndb.TextProperty()
     failed_key = ndb.TextProperty()
+    #: The last transition committed, named by its step (``"{lease token}/{what}"``): a
+    #: transaction that finds its own step here already applied, though its commit
+    #: answered an error (DEADLINE_EXCEEDED, UNAVAILABLE, INTERNAL after applying).
+    last_step = ndb.TextProperty()
     updated = ndb.DateTimeProperty(indexed=False)
 
     @property
@@ -178,6 +182,10 @@ class _MapperShard(ndb.Model):
     def owned_by(self, token: str, slice_number: int) -> bool:
         """True while the copy holding ``token`` for ``slice_number`` owns the shard."""
         return self.lease_token == token and self.slice == slice_number
+
+    def applied(self, step: str | None) -> bool:
+        """True when the transition named ``step`` is already committed."""
+        return step is not None and self.last_step == step
 
     def lease(self, token: str, seconds: float) -> None:
         """Held by ``token`` for ``seconds`` (the slice that claims it runs)."""
@@ -193,9 +201,15 @@ class _MapperShard(ndb.Model):
         self.updated = utcnow()
 
     def advance(
-        self, last: bytes | None, counts: dict[str, int], finished: bool, lease_seconds: float
+        self,
+        last: bytes | None,
+        counts: dict[str, int],
+        finished: bool,
+        lease_seconds: float,
+        step: str | None = None,
     ) -> None:
         """One batch committed: checkpoint, counters, a fresh lease (or DONE)."""
+        self.last_step = step
         if last is not None:
             self.checkpoint = last
         self.add_counts(counts)
@@ -207,19 +221,27 @@ class _MapperShard(ndb.Model):
             self.status = ShardStatus.DONE.value
             self.release()
 
-    def next_slice(self) -> None:
+    def next_slice(self, step: str | None = None) -> None:
         """The time box ended: the next slice takes over, unleased."""
+        self.last_step = step
         self.slice += 1
         self.release()
 
-    def stop(self, status: ShardStatus) -> None:
+    def stop(self, status: ShardStatus, step: str | None = None) -> None:
+        self.last_step = step
         self.status = status.value
         self.release()
 
     def record_failure(
-        self, message: str, failed_key: str | None, permanent: bool, max_attempts: int
+        self,
+        message: str,
+        failed_key: str | None,
+        permanent: bool,
+        max_attempts: int,
+        step: str | None = None,
     ) -> bool:
         """Count a failed attempt; True when the shard gives up (FAILED)."""
+        self.last_step = step
         self.attempts = (self.attempts or 0) + 1
         self.last_error = message
         self.failed_key = failed_key

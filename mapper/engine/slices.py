@@ -13,7 +13,7 @@ from google.cloud import ndb
 from mapper.datastore import txn as txns
 from mapper.datastore.keys import key_bytes, key_from_bytes, key_repr
 from mapper.datastore.query import EntityStream, shard_query, stream
-from mapper.datastore.rpc import Key, bounded_batches, is_permanent
+from mapper.datastore.rpc import MAX_MUTATIONS, Key, bounded_batches, is_permanent
 from mapper.dispatch.messages import FinalizeTask, SliceTask
 from mapper.engine.adapter import Adapter
 from mapper.engine.loading import load_mapper_class
@@ -27,7 +27,7 @@ from mapper.engine.records import (
     shard_key,
     utcnow,
 )
-from mapper.errors import RetrySlice, WriteConflict
+from mapper.errors import PermanentSliceError, RetrySlice, WriteConflict
 
 if TYPE_CHECKING:
     from mapper.engine.runtime import Runtime
@@ -87,6 +87,8 @@ def _acquire(rt: Runtime, task: SliceTask) -> tuple[_MapperShard, str] | None:
             return "stopped", shard
         if status != JobStatus.RUNNING:
             return "stopped", shard
+        if shard.lease_token == token:  # this claim applied; its answer was lost
+            return "run", shard
         now = utcnow()
         if shard.lease_token and shard.lease_until and shard.lease_until > now:
             wait = (shard.lease_until - now).total_seconds()
@@ -140,6 +142,8 @@ class _SliceRunner:
         mapper = load_mapper_class(job.mapper)(**(job.params or {}))
         self.adapter = Adapter(mapper).bind(task.job_id, task.shard, rt)
         self.blind = bool(getattr(mapper, "BLIND_WRITES", False))
+        #: The puts of the exactly-once batch in its transaction (a refused commit names one).
+        self._puts: list[Any] = []
 
     # -- the loop ---------------------------------------------------------------
 
@@ -194,7 +198,7 @@ class _SliceRunner:
             except _BatchTooLarge as e:
                 if size == 1:
                     raise
-                size = max(1, size // 2)
+                size = max(1, min(size - 1, e.fits or size // 2))
                 logger.info("exactly-once batch shrinks to %d: %s", size, e)
                 entities.put_back(batch)
                 continue
@@ -203,16 +207,29 @@ class _SliceRunner:
 
     def _exactly_once_batch(self, keys: list[Any], finished: bool) -> None:
         last = keys[-1] if keys else None
+        step = self._step(f"batch {self._number()}")
 
         def fn(t: txns.Txn) -> None:
-            shard = self._owned(t)
+            self._puts = []
+            shard = self._owned(t, step)
+            if shard is None:  # committed already: not mapped again
+                return
             found = t.lookup_raw(keys)
-            entities = [e for k in keys if (e := found.get(key_bytes(k)))]
+            # An entity changed since the keys-only query no longer matching FILTERS is left alone.
+            entities = [
+                e for k in keys if (e := found.get(key_bytes(k))) and self.adapter.matches(e)
+            ]
             puts, deletes, counts = self._map(entities)
             limit = self.rt.store.max_commit_bytes
+            mutations = len(puts) + len(deletes) + 1  # and the shard record
+            if mutations > MAX_MUTATIONS:
+                # Production refuses it; the Firestore emulator does not (measured).
+                fits = len(entities) * MAX_MUTATIONS // mutations
+                raise _BatchTooLarge(f"{mutations} mutations exceed a commit's", fits)
             if len(list(bounded_batches(puts, deletes, limit))) > 1:
                 raise _BatchTooLarge(f"{len(puts)} puts and {len(deletes)} deletes exceed a commit")
             self._fault("after_map")
+            self._puts = puts
             t.upserts.extend(puts)
             t.deletes.extend(deletes)
             shard.advance(
@@ -220,17 +237,19 @@ class _SliceRunner:
                 counts,
                 finished,
                 self.rt.settings.lease_seconds,
+                step,
             )
             t.put(shard)
 
         try:
             txns.run_in_transaction(self.rt.store, fn)
+            self.batches += 1
             self.adapter.after_write()
         except core_exceptions.InvalidArgument as e:
             # The Datastore emulator allows 25 entity groups per transaction.
             if "entity groups" in str(e) or "too many" in str(e).lower():
                 raise _BatchTooLarge(str(e)) from e
-            raise
+            raise _naming_the_key(e, self._puts) from e
         self._fault("after_checkpoint")
 
     # -- one batch ----------------------------------------------------------------
@@ -244,17 +263,16 @@ class _SliceRunner:
         rounds at most), so the app's write is never lost and ``map`` sees the
         current entity; ``conflicts`` counts them. ``BLIND_WRITES = True`` skips it.
         """
-        store = self.rt.store
         if self.blind:
-            store.write(puts, deletes)
+            self._store_write(puts, deletes)
             return
         versions = {key_bytes(r.entity.key): r.version for r in results}
         for _ in range(CONFLICT_ROUNDS):
-            conflicted = store.write(puts, deletes, versions)
+            conflicted = self._store_write(puts, deletes, versions)
             if not conflicted:
                 return
             counts["conflicts"] = counts.get("conflicts", 0) + len(conflicted)
-            fresh = store.lookup_results([Key.FromString(k) for k in conflicted])
+            fresh = self.rt.store.lookup_results([Key.FromString(k) for k in conflicted])
             # An entity the app deleted meanwhile stays deleted: it is not mapped again.
             entities = [fresh[k].entity for k in conflicted if k in fresh]
             puts, deletes, more = self.adapter.remap(entities)
@@ -266,23 +284,51 @@ class _SliceRunner:
             "rounds of read, map and conditional write; the slice will be retried"
         )
 
-    def _map(self, entities: list[Any]) -> tuple[list[Any], list[Any], dict[str, int]]:
-        return self.adapter.map_batch(entities, (self.shard.batches or 0) + self.batches)
+    def _store_write(
+        self, puts: list[Any], deletes: list[Any], versions: dict[bytes, int] | None = None
+    ) -> list[bytes]:
+        try:
+            return self.rt.store.write(puts, deletes, versions)
+        except core_exceptions.InvalidArgument as e:
+            raise _naming_the_key(e, puts) from e
 
-    def _owned(self, t: txns.Txn) -> _MapperShard:
+    def _map(self, entities: list[Any]) -> tuple[list[Any], list[Any], dict[str, int]]:
+        return self.adapter.map_batch(entities, self._number())
+
+    def _number(self) -> int:
+        """The shard's number for the batch in hand (``end_batch`` gets it)."""
+        return (self.shard.batches or 0) + self.batches
+
+    def _step(self, what: str) -> str:
+        """A transition's name: this copy's lease token and what it does."""
+        return f"{self.token}/{what}"
+
+    def _owned(self, t: txns.Txn, step: str) -> _MapperShard | None:
+        """The shard record if this copy owns it; None if ``step`` is committed already.
+
+        A commit can apply and still answer an error; ``run_in_transaction`` then runs
+        the body again, which must find its own step and not apply it twice.
+        """
         shard = t.get(self.skey)[0]
+        if shard is not None and shard.applied(step):
+            return None
         if shard is None or not shard.owned_by(self.token, self.task.slice):
             raise _LeaseLost(f"shard {self.skey.id()} changed hands")
         return shard
 
     def _checkpoint(self, last: Any, counts: dict[str, int], finished: bool) -> None:
+        step = self._step(f"batch {self._number()}")
+
         def fn(t: txns.Txn) -> None:
-            shard = self._owned(t)
+            shard = self._owned(t, step)
+            if shard is None:
+                return
             shard.advance(
                 None if last is None else key_bytes(last),
                 counts,
                 finished,
                 self.rt.settings.lease_seconds,
+                step,
             )
             t.put(shard)
 
@@ -310,9 +356,14 @@ class _SliceRunner:
         return False
 
     def _end_slice(self) -> None:
+        step = self._step(f"slice {self.task.slice} ends")
+
         def fn(t: txns.Txn) -> SliceTask:
-            shard = self._owned(t)
-            shard.next_slice()
+            shard = self._owned(t, step)
+            if shard is None:  # bumped already by this copy: its successor is still due
+                task, generation = self.task, self.shard.generation or 0
+                return SliceTask(task.job_id, task.shard, task.slice + 1, generation)
+            shard.next_slice(step)
             t.put(shard)
             return _successor(shard)
 
@@ -324,9 +375,13 @@ class _SliceRunner:
     def _stop(self, status: JobStatus) -> None:
         shard_status = ShardStatus.PAUSED if status == JobStatus.PAUSED else ShardStatus.ABORTED
 
+        step = self._step(f"stop {shard_status.value}")
+
         def fn(t: txns.Txn) -> None:
-            shard = self._owned(t)
-            shard.stop(shard_status)
+            shard = self._owned(t, step)
+            if shard is None:
+                return
+            shard.stop(shard_status, step)
             t.put(shard)
 
         txns.run_in_transaction(self.rt.store, fn)
@@ -340,13 +395,16 @@ class _SliceRunner:
             key_repr(current) if current is not None else None
         )
         message = f"{type(error).__name__}: {error}"
+        step = self._step("failed")
 
         def fn(t: txns.Txn) -> bool:
             job, shard = t.get(self.jkey, self.skey)
+            if shard is not None and shard.applied(step):
+                return bool(shard.shard_status == ShardStatus.FAILED)
             if shard is None or shard.lease_token != self.token:
                 return False
             give_up = shard.record_failure(
-                message, failed_key, permanent, self.rt.settings.max_attempts
+                message, failed_key, permanent, self.rt.settings.max_attempts, step
             )
             if give_up and job is not None and not job.job_status.is_final:
                 job.fail(message, failed_key, self.task.shard)
@@ -393,7 +451,39 @@ class _SliceRunner:
 
 
 class _BatchTooLarge(Exception):
-    """An exactly-once batch does not fit one transaction: retry it smaller."""
+    """An exactly-once batch does not fit one transaction: retry it smaller (``fits``, if known)."""
+
+    def __init__(self, message: str, fits: int | None = None):
+        super().__init__(message)
+        self.fits = fits
+
+
+#: Datastore's bound on an indexed string or bytes value.
+MAX_INDEXED_BYTES = 1500
+
+
+def _naming_the_key(error: Exception, puts: list[Any]) -> Exception:
+    """A refused write as a PermanentSliceError naming the entity at fault, when one is.
+
+    Datastore names the property ("longer than 1500 bytes"), not the entity: look
+    for it among the puts (only once the write failed, so the hot path pays nothing).
+    """
+    for entity in puts:
+        if any(_over_index_bound(v) for v in entity.properties.values()):
+            return PermanentSliceError(str(error), key=key_repr(entity.key))
+    return error
+
+
+def _over_index_bound(value: Any) -> bool:
+    which = value.WhichOneof("value_type")
+    if which == "array_value":
+        return any(_over_index_bound(v) for v in value.array_value.values)
+    if which == "entity_value":
+        return any(_over_index_bound(v) for v in value.entity_value.properties.values())
+    if which not in ("string_value", "blob_value") or value.exclude_from_indexes:
+        return False
+    data = value.string_value.encode() if which == "string_value" else value.blob_value
+    return len(data) > MAX_INDEXED_BYTES
 
 
 def _bytes(key: Any | None) -> bytes | None:

@@ -1,15 +1,14 @@
 """Jobs under the fault layer's production faults: contention, outages, latency, lost answers.
 
-The ``xfail(strict=True)`` tests reproduce findings of issue 11 whose fixes live in
-the slice runner's loop and in run_in_transaction (round two): they fail today, and
-the suite goes red the moment one of them starts to pass, so its mark gets removed.
+A commit that applied and then answered an error (finding 1 of issue 11) is run
+again by run_in_transaction; each transaction of a slice must find its own step
+already committed and go on from there, not apply it twice.
 """
 
 from __future__ import annotations
 
 import collections
 
-import pytest
 from google.cloud import datastore
 
 from mapper.datastore.metadata import list_kinds
@@ -51,10 +50,6 @@ def is_checkpoint(request):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 1 (round two): an ambiguous checkpoint commit adds its counters twice",
-)
 def test_an_ambiguous_checkpoint_commit_counts_its_batch_once(
     runtime, namespace, seed, people, faults
 ):
@@ -66,9 +61,87 @@ def test_an_ambiguous_checkpoint_commit_counts_its_batch_once(
     assert status.counters["processed"] == 300
 
 
-@pytest.mark.xfail(
-    strict=True, reason="finding 2 (round two): an empty NOT_FINISHED page ends the shard"
-)
+def shard_record(request, **values):
+    """A commit writing a shard record whose integer/string properties hold ``values``."""
+    for m in request.mutations:
+        if m.upsert.key.path and m.upsert.key.path[-1].kind == "_MapperShard":
+            props = m.upsert.properties
+            if all(
+                props[name].integer_value == value
+                if isinstance(value, int)
+                else props[name].string_value == value
+                for name, value in values.items()
+            ):
+                return True
+    return False
+
+
+def test_an_ambiguous_commit_of_the_last_checkpoint_still_finalizes_the_job(
+    runtime, namespace, seed, people, faults
+):
+    """Failed before: the re-run found the lease released, stopped, and the job hung."""
+    seed(300)
+    faults.ambiguous_commits(
+        times=1, transactional=True, when=lambda r: shard_record(r, status="done")
+    )
+    status = run(runtime, namespace, timeout=30, batch_size=100)
+    assert faults.injected["ambiguous_commit"] == 1
+    assert status.status == "succeeded"
+    assert status.counters == {"processed": 300, "put": 300, "deleted": 0}
+    assert touched(people) == {1: 300}
+
+
+def test_an_ambiguous_commit_at_the_end_of_a_slice_still_enqueues_its_successor(
+    runtime, namespace, seed, people, faults
+):
+    """Failed before: the re-run found the slice bumped, lost ownership, and the chain stalled."""
+    seed(300)
+    runtime.settings = runtime.settings.replace(slice_seconds=0.01)
+    faults.ambiguous_commits(times=1, transactional=True, when=lambda r: shard_record(r, slice=1))
+    status = run(runtime, namespace, timeout=30, batch_size=100)
+    assert faults.injected["ambiguous_commit"] == 1
+    assert status.status == "succeeded"
+    assert status.counters == {"processed": 300, "put": 300, "deleted": 0}
+    assert touched(people) == {1: 300}
+
+
+def writes_people(request):
+    return any(m.upsert.key.path[-1].kind == "Person" for m in request.mutations)
+
+
+def test_an_ambiguous_exactly_once_commit_does_not_map_its_batch_again(
+    runtime, namespace, seed, people, faults
+):
+    """Failed before: the re-run read the batch as written and mapped it again (touched 2)."""
+    seed(300)
+    faults.ambiguous_commits(times=2, transactional=True, when=writes_people)
+    status = run(runtime, namespace, batch_size=100, exactly_once=True)
+    assert faults.injected["ambiguous_commit"] == 2
+    assert status.status == "succeeded"
+    assert status.counters == {"processed": 300, "put": 300, "deleted": 0}
+    assert touched(people) == {1: 300}
+
+
+def is_claim(request):
+    """The commit of a slice's claim: a shard record with a lease and no batch yet."""
+    return shard_record(request, batches=0) and any(
+        m.upsert.properties["lease_token"].string_value for m in request.mutations
+    )
+
+
+def test_an_ambiguous_commit_of_a_slice_claim_does_not_wait_for_its_own_lease(
+    runtime, namespace, seed, people, faults
+):
+    """Failed before: the re-run found its own lease held and retried after it ran out."""
+    seed(50)
+    runtime.settings = runtime.settings.replace(lease_seconds=60.0)
+    faults.ambiguous_commits(times=1, transactional=True, when=is_claim)
+    status = run(runtime, namespace, timeout=20, batch_size=100)
+    assert faults.injected["ambiguous_commit"] == 1
+    assert status.status == "succeeded"
+    assert touched(people) == {1: 50}
+
+
 def test_an_empty_page_marked_not_finished_does_not_end_the_shard(
     runtime, namespace, seed, people, faults
 ):

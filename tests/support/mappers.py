@@ -106,3 +106,26 @@ class TouchTouched(TouchPeople):
     """An inequality filter: refused at start (a shard's query is ordered by key)."""
 
     FILTERS = [Person.touched > 0]
+
+
+#: (job id, shard, batch number) for every end_batch call of a LogBatches job.
+BATCH_NUMBERS: list[tuple[str, int | None, int]] = []
+
+
+class LogBatches(TouchPeople):
+    """Logs every ``end_batch(number)``: a side output named by the number."""
+
+    def end_batch(self, number: int) -> None:
+        BATCH_NUMBERS.append((self.job_id or "", self.shard, number))
+
+
+class LongName(Mapper):
+    """Gives the entity named params['name'] an indexed name over 1,500 bytes (raw kind)."""
+
+    KIND = "Person"
+
+    def map(self, entity: Any) -> tuple[list[Any], list[Any]]:
+        if entity["name"] == self.params["name"]:
+            entity["name"] = "x" * 1501
+        entity["touched"] = (entity.get("touched") or 0) + 1
+        return [entity], []
