@@ -291,7 +291,9 @@ class Store:
             project_id=self.project, database_id=self.database, transaction=transaction
         )
         try:
-            self._call("Rollback", request, retry=False)
+            # Retried: a rollback lost to an outage leaves the transaction's locks held
+            # until they expire, and every transaction on those entities aborts meanwhile.
+            self._call("Rollback", request)
         except core_exceptions.GoogleAPICallError:
             logger.warning("rollback failed; the transaction will expire on its own")
 

@@ -60,12 +60,13 @@ def export_spec(fields: Mapping[str, Any]) -> ExportSpec:
 def import_spec(fields: Mapping[str, Any]) -> ImportSpec:
     """An ImportSpec from request fields; remap options are refused in keep mode."""
     given = _given(fields, IMPORT_FIELDS, "import")
-    remap = {REMAP_FIELDS[k]: given.pop(k) for k in list(given) if k in REMAP_FIELDS}
+    asked = [k for k in given if k in REMAP_FIELDS]
+    remap = {REMAP_FIELDS[k]: given.pop(k) for k in asked}
     if given.pop("keep_names", False) and remap.get("rename_names") is not None:
         raise ConfigurationError("use --keep-names or --rename-names, not both")
     mode = given.get("mode", ImportSpec.mode)
     if mode != "remap" and remap:
-        flags = ", ".join(f"--{name.replace('_', '-')}" for name in sorted(remap))
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in sorted(asked))
         raise ConfigurationError(f"remap options ({flags}) need --mode remap, not {mode!r}")
     options = parse_options(**remap) if remap else RemapOptions()
     for flag in ("move_project", "dry_run"):

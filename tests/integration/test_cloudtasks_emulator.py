@@ -144,7 +144,7 @@ def test_http_target_task_is_posted_to_its_url_without_an_oidc_token(
 
     (delivery,) = target.wait_for(task.job_id)
     assert delivery.path == "/_mapper/tasks/finalize"
-    assert delivery.json == {"job_id": task.job_id, "kind": "finalize"}
+    assert delivery.json == {"job_id": task.job_id, "kind": "finalize", "generation": 0}
     assert delivery.headers["X-CloudTasks-TaskName"] == task.task_name()
     # The emulator ignores oidc_token: handlers need MAPPER_AUTH=off against it.
     assert "Authorization" not in delivery.headers

@@ -261,7 +261,7 @@ def test_cli_merge_prints_the_plan_and_what_was_remapped(cli, runtime, namespace
     assert counts(runtime, namespace) == {"Author": 6, "Tag": 3, "Post": 4, "Config": 1}
     bad = cli("import", two_sites, "--mode", "keep", "--natural-key", "Tag=name")
     assert bad.exit_code == 2
-    assert "mode 'remap'" in bad.output
+    assert "--natural-key) need --mode remap" in bad.output
 
 
 def test_key_map_records_exist_only_for_kinds_something_refers_to(runtime, namespace, two_sites):
