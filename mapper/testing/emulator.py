@@ -96,7 +96,7 @@ def client_env(host: str, project: str) -> dict[str, str]:
     }
 
 
-def settings_for_tests(host: str, project: str, namespace: str) -> Settings:
+def settings_for_tests(host: str, project: str, namespace: str, max_attempts: int = 3) -> Settings:
     """Settings for tests: state in ``namespace``, slices and leases short, few attempts,
     so crash and retry tests finish in seconds."""
     return Settings(
@@ -105,7 +105,7 @@ def settings_for_tests(host: str, project: str, namespace: str) -> Settings:
         state_namespace=namespace,
         slice_seconds=5.0,
         lease_seconds=2.0,
-        max_attempts=3,
+        max_attempts=max_attempts,
     )
 
 

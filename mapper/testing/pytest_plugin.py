@@ -78,7 +78,11 @@ def mapper_settings(
 ) -> Settings:
     for name, value in mapper_emulator.env.items():
         monkeypatch.setenv(name, value)
-    return settings_for_tests(mapper_emulator.host, mapper_emulator.project, mapper_namespace)
+    # As many attempts as production gives a slice: a user's test under injected
+    # faults (bursts of UNAVAILABLE, ABORTED commits) sees what production would.
+    return settings_for_tests(
+        mapper_emulator.host, mapper_emulator.project, mapper_namespace, max_attempts=5
+    )
 
 
 @pytest.fixture
