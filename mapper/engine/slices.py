@@ -233,7 +233,7 @@ class _SliceRunner:
             t.upserts.extend(puts)
             t.deletes.extend(deletes)
             shard.advance(
-                None if last is None else key_bytes(last),
+                _bytes(last),
                 counts,
                 finished,
                 self.rt.settings.lease_seconds,
@@ -324,7 +324,7 @@ class _SliceRunner:
             if shard is None:
                 return
             shard.advance(
-                None if last is None else key_bytes(last),
+                _bytes(last),
                 counts,
                 finished,
                 self.rt.settings.lease_seconds,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import enum
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -48,7 +49,7 @@ class ShardInfo:
     updated: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "status": self.status.value}
+        return json_ready(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,8 +76,23 @@ class JobInfo:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data, as the HTTP API and ``--json`` print it."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {**data, "status": self.status.value, "shards": [s.to_json() for s in self.shards]}
+        return json_ready(self)
+
+
+def json_ready(info: Any) -> dict[str, Any]:
+    """A status dataclass as JSON-ready data: statuses as their values, tuples as lists,
+    nested statuses (shards) as their own JSON."""
+    return {f.name: _json_value(getattr(info, f.name)) for f in dataclasses.fields(info)}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return [_json_value(item) for item in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return json_ready(value)
+    return value
 
 
 # -- reading -----------------------------------------------------------------------

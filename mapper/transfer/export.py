@@ -29,7 +29,14 @@ from mapper.engine.jobs import Job, start_job
 from mapper.engine.loading import class_spec
 from mapper.engine.records import INTERNAL_KINDS, JobStatus, utcnow
 from mapper.engine.spec import MAX_BATCH_SIZE, JobSpec
-from mapper.engine.status import ShardInfo, StatusHandle, job_status, roll_up, sum_counters
+from mapper.engine.status import (
+    ShardInfo,
+    StatusHandle,
+    job_status,
+    json_ready,
+    roll_up,
+    sum_counters,
+)
 from mapper.errors import ConfigurationError, InvalidJobError, NotFoundError
 
 if TYPE_CHECKING:
@@ -296,13 +303,7 @@ class ExportInfo:
     manifest: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
-            "status": self.status.value,
-            "jobs": list(self.jobs),
-            "kinds": list(self.kinds),
-            "shards": [s.to_json() for s in self.shards],
-        }
+        return json_ready(self)
 
 
 def export_status(rt: Runtime, export_id: str) -> ExportInfo:

@@ -32,7 +32,15 @@ from mapper.dump.files import open_dump_store
 from mapper.dump.manifest import Manifest, read_manifest, validate_dump
 from mapper.engine.jobs import start_job
 from mapper.engine.records import JobStatus
-from mapper.engine.status import JobInfo, ShardInfo, StatusHandle, job_status, roll_up, sum_counters
+from mapper.engine.status import (
+    JobInfo,
+    ShardInfo,
+    StatusHandle,
+    job_status,
+    json_ready,
+    roll_up,
+    sum_counters,
+)
 from mapper.errors import ConfigurationError, DumpFormatError, NotFoundError
 from mapper.transfer import locks
 from mapper.transfer.locks import lock_targets
@@ -247,12 +255,7 @@ class ImportInfo:
     failed_key: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
-            "status": self.status.value,
-            "stages": list(self.stages),
-            "shards": [s.to_json() for s in self.shards],
-        }
+        return json_ready(self)
 
 
 def import_status(rt: Runtime, import_id: str) -> ImportInfo:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,7 +12,7 @@ import pytest
 import requests
 import yaml
 
-from mapper.testing.process import free_port
+from mapper.testing.process import free_port, listening
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,7 +42,7 @@ class Gunicorn:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+            if listening("127.0.0.1", self.port):
                 return
             time.sleep(0.1)
         raise AssertionError(f"gunicorn did not listen: {self.log.read_text()}")

@@ -11,14 +11,12 @@ from the sdist) 8 s, the virtualenv 6 s, the wheel's install 13 s, the app's req
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -42,7 +40,7 @@ from mapper.cli.main import main as cli_group
 from mapper.dispatch.messages import SliceTask
 from mapper.errors import ConfigurationError
 from mapper.settings import Settings
-from mapper.testing.emulator import free_port
+from mapper.testing.process import free_port, listening
 from mapper.testing.tasks_emulator import DEFAULT_QUEUE, TasksEmulator, start_tasks_emulator
 from mapper.web import init_app
 
@@ -311,7 +309,7 @@ class Served:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+            if listening("127.0.0.1", self.port):
                 return
             time.sleep(0.1)
         raise AssertionError(f"gunicorn did not listen: {self.log.read_text()}")
