@@ -33,6 +33,29 @@ def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
         yield running
 
 
+#: Per emulator kind, the test module that last used it.
+_LAST_MODULE: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_emulator_per_module(request: pytest.FixtureRequest) -> None:
+    """Empty the shared emulator when a new test module starts using it.
+
+    Tests are isolated by namespace, but the Datastore emulator's queries slow down
+    with every entity of the kind in ANY namespace (measured: reading 20,000 entities
+    took 6 s alone and 31 s beside 200,000 of the same kind elsewhere), so data left by
+    earlier modules made the 50,000-entity test time out late in a full run. Nothing
+    stored outlives a module: no fixture above module scope writes to the emulator.
+    """
+    if "emulator" not in request.fixturenames:
+        return
+    emulator: Emulator = request.getfixturevalue("emulator")
+    module = request.node.module.__name__
+    if _LAST_MODULE.get(emulator.kind) not in (None, module):
+        emulator.reset()
+    _LAST_MODULE[emulator.kind] = module
+
+
 @pytest.fixture
 def namespace() -> str:
     return "t" + uuid.uuid4().hex[:12]

@@ -101,7 +101,9 @@ class Store:
         self.coherence = coherence
         self._counts: collections.Counter[str] = collections.Counter()
         self._counts_lock = threading.Lock()
-        self.retries = 5
+        #: Retries of a transient error per RPC (outside transactions): 8, backing off
+        #: to 2 s, ride out about 10 s of UNAVAILABLE before the caller sees it.
+        self.retries = 8
         self.max_commit_bytes = (
             EMULATOR_MAX_COMMIT_BYTES if settings.emulator_host else MAX_COMMIT_BYTES
         )

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from google.api_core import exceptions as core_exceptions
 from google.cloud import ndb
 from google.cloud.ndb import model as ndb_model
 
@@ -45,9 +46,29 @@ class Txn:
             self.upserts.append(ndb_model._entity_to_protobuf(record)._pb)
 
 
-def run_in_transaction(store: Store, fn: Callable[[Txn], T], retries: int = 8) -> T:
-    """Run ``fn`` in a transaction and commit what it wrote; retry on contention."""
+#: How long a transaction keeps retrying ABORTED: past the 60 s after which Firestore
+#: (and its emulator) drops an idle transaction's locks. A process killed inside a
+#: transaction leaves its locks behind until then, and re-running the same command
+#: must wait them out rather than fail.
+LOCK_PATIENCE_SECONDS = 75.0
+
+
+def run_in_transaction(
+    store: Store,
+    fn: Callable[[Txn], T],
+    retries: int = 8,
+    patience: float = LOCK_PATIENCE_SECONDS,
+) -> T:
+    """Run ``fn`` in a transaction and commit what it wrote; retry on contention.
+
+    Transient errors are retried ``retries`` times, not counting ABORTED (contention,
+    or a lock held by a transaction that will never finish): that is retried
+    ``retries`` times and for as long as ``patience`` seconds from the first attempt.
+    """
     attempt = 0
+    others = 0  # transient errors other than ABORTED: they alone count against ``retries``
+    started = time.monotonic()
+    warned = False
     while True:
         txn = Txn(store, store.begin_transaction())
         try:
@@ -57,9 +78,25 @@ def run_in_transaction(store: Store, fn: Callable[[Txn], T], retries: int = 8) -
         except TRANSIENT as e:
             store.rollback(txn.id)
             attempt += 1
-            if attempt > retries:
-                raise
-            delay = min(1.0, 0.02 * 2**attempt) * (0.5 + random.random())
+            waited = time.monotonic() - started
+            if isinstance(e, core_exceptions.Aborted):
+                if attempt > retries and waited >= patience:
+                    raise
+            else:
+                others += 1
+                if others > retries:
+                    raise
+            if waited > 10 and not warned:
+                warned = True
+                logger.warning(
+                    "a transaction has been retried for %.0fs (last: %s); a lock held by a "
+                    "process stopped inside a transaction lasts until that transaction "
+                    "expires, and this one waits up to %.0fs for it",
+                    waited,
+                    type(e).__name__,
+                    patience,
+                )
+            delay = min(1.0, 0.02 * 2 ** min(attempt, 6)) * (0.5 + random.random())
             logger.debug("transaction retry %d after %s", attempt, e)
             time.sleep(delay)
         except BaseException:
