@@ -65,6 +65,10 @@ class Adapter:
         self._post_hooks: list[Callable[[], None]] = []
         #: What each entity of the batch produced (puts, deletes, its own counters).
         self._by_entity: dict[bytes, dict[str, int]] = {}
+        #: Called before every call into the mapper that may have side effects
+        #: (``start_batch``, each ``map``, ``end_batch``): the engine checks there that
+        #: its copy of the slice still owns the shard, and renews the lease.
+        self.guard: Callable[[], None] = _no_guard
 
     def bind(self, job_id: str, shard: int | None, runtime: Runtime) -> Adapter:
         self.mapper.bind(job_id, shard, runtime)
@@ -165,9 +169,11 @@ class Adapter:
         self._post_hooks = []
         self._by_entity = {}
         self.mapper.take_counts()
+        self.guard()
         self.mapper.start_batch(entities)
         started = self.mapper.take_counts()  # the batch's, not its first entity's
         puts, deletes, counts = self._map_each(entities)
+        self.guard()
         self.mapper.end_batch(number)
         for more in (started, self.mapper.take_counts()):
             counts.update(_added(counts, more))
@@ -196,6 +202,7 @@ class Adapter:
         for pb in entities:
             self.current_key = pb.key
             before = len(puts), len(deletes)
+            self.guard()
             result = mapper.map(self.decode(pb))
             if result:
                 to_put, to_delete = result
@@ -220,6 +227,10 @@ class Adapter:
             return
         model._pre_delete_hook(key)
         self._post_hooks.append(lambda: model._post_delete_hook(key, _done(None)))
+
+
+def _no_guard() -> None:
+    pass
 
 
 def _done(result: Any) -> Any:

@@ -195,6 +195,10 @@ class _MapperShard(ndb.Model):
         self.lease_until = now + datetime.timedelta(seconds=seconds)
         self.updated = now
 
+    def renew(self, seconds: float) -> None:
+        """The holder keeps the lease ``seconds`` more (a long batch, before its side effects)."""
+        self.lease_until = utcnow() + datetime.timedelta(seconds=seconds)
+
     def release(self) -> None:
         self.lease_token = None
         self.lease_until = None

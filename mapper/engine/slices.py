@@ -50,10 +50,11 @@ def run_slice(rt: Runtime, task: SliceTask) -> None:
         logger.warning("slice for unknown job %s ignored", task.job_id)
         return
     check_format(job)
+    claimed_at = time.monotonic()  # the lease runs from (a little after) here
     claim = _acquire(rt, task)
     if claim is None:
         return
-    runner = _SliceRunner(rt, job, task, claim)
+    runner = _SliceRunner(rt, job, task, claim, claimed_at)
     try:
         runner.run()
     except RetrySlice:
@@ -129,7 +130,14 @@ def maybe_finalize(rt: Runtime, job_id: str) -> None:
 class _SliceRunner:
     """Runs batches until the shard is done, the time box ends, or the job stops."""
 
-    def __init__(self, rt: Runtime, job: _MapperJob, task: SliceTask, claim: tuple[Any, str]):
+    def __init__(
+        self,
+        rt: Runtime,
+        job: _MapperJob,
+        task: SliceTask,
+        claim: tuple[Any, str],
+        claimed_at: float,
+    ):
         self.rt = rt
         self.job = job
         self.task = task
@@ -141,6 +149,11 @@ class _SliceRunner:
         self.started = time.monotonic()
         mapper = load_mapper_class(job.mapper)(**(job.params or {}))
         self.adapter = Adapter(mapper).bind(task.job_id, task.shard, rt)
+        #: Until when (monotonic) this copy surely holds the lease: every checkpoint and
+        #: renewal extends it, reckoned from before its transaction began.
+        self.lease_expires = claimed_at + rt.settings.lease_seconds
+        if not job.exactly_once:  # an exactly-once batch is fenced by its own transaction
+            self.adapter.guard = self._hold_lease
         self.blind = bool(getattr(mapper, "BLIND_WRITES", False))
         #: The puts of the exactly-once batch in its transaction (a refused commit names one).
         self._puts: list[Any] = []
@@ -177,6 +190,7 @@ class _SliceRunner:
             if batch:
                 puts, deletes, counts = self._map(batch)
                 self._fault("after_map")
+                self._hold_lease()
                 self._write(puts, deletes, counts, results)
                 self.adapter.after_write()
                 self._fault("after_write")
@@ -208,6 +222,8 @@ class _SliceRunner:
     def _exactly_once_batch(self, keys: list[Any], finished: bool) -> None:
         last = keys[-1] if keys else None
         step = self._step(f"batch {self._number()}")
+        self._hold_lease()
+        began = time.monotonic()
 
         def fn(t: txns.Txn) -> None:
             self._puts = []
@@ -243,6 +259,7 @@ class _SliceRunner:
 
         try:
             txns.run_in_transaction(self.rt.store, fn)
+            self.lease_expires = began + self.rt.settings.lease_seconds
             self.batches += 1
             self.adapter.after_write()
         except core_exceptions.InvalidArgument as e:
@@ -332,9 +349,35 @@ class _SliceRunner:
             )
             t.put(shard)
 
+        began = time.monotonic()
         txns.run_in_transaction(self.rt.store, fn)
+        self.lease_expires = began + self.rt.settings.lease_seconds
         self.batches += 1
         self._fault("after_checkpoint")
+
+    def _hold_lease(self) -> None:
+        """Before a side effect: stop if another copy owns the shard now; else make sure
+        this copy holds the lease for at least half a lease more.
+
+        Checkpoints renew the lease, so this costs a transaction only in a batch that
+        has run for more than half a lease. A copy that outlasted its lease finds the
+        shard changed hands and stops before writing anything.
+        """
+        seconds = self.rt.settings.lease_seconds
+        if time.monotonic() < self.lease_expires - seconds / 2:
+            return
+        began = time.monotonic()
+
+        def fn(t: txns.Txn) -> None:
+            shard = t.get(self.skey)[0]
+            if shard is None or not shard.owned_by(self.token, self.task.slice):
+                raise _LeaseLost(f"shard {self.skey.id()} changed hands during a batch")
+            shard.renew(seconds)
+            t.put(shard)
+
+        txns.run_in_transaction(self.rt.store, fn)
+        self.lease_expires = began + seconds
+        self._fault("lease_renewed")
 
     # -- stopping -----------------------------------------------------------------
 

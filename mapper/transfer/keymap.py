@@ -3,7 +3,8 @@
 One ``_MapperKeyMap`` entity per dump entity, in the state namespace, named by
 the import id and a hash of the old key, read by key only (nothing indexed).
 It is written before any entity is, so a replayed batch finds its keys already
-chosen: no second allocation, the same new ids. Memory stays flat: callers ask
+chosen: no second allocation, the same new ids; and it is written only if absent,
+so two copies of a batch running at once agree on the first copy's choices. Memory stays flat: callers ask
 for the keys of one part at a time.
 """
 
@@ -13,6 +14,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from mapper.datastore import txn as txns
 from mapper.datastore.keys import key_bytes
 from mapper.datastore.rpc import Entity, Key, Store, Value
 
@@ -83,20 +85,33 @@ class KeyMap:
         key.path.add(kind=PART_KIND, name=name)
         return key
 
-    def record_part(self, part: int, depth: int, items: Sequence[tuple[Any, Any, str]]) -> None:
-        """Persist one part's choices at one depth (written before anything else).
+    def record_part(
+        self, part: int, depth: int, items: Sequence[tuple[Any, Any, str]]
+    ) -> list[tuple[Any, Any, str]]:
+        """Persist one part's choices at one depth unless they are stored already, and
+        return the stored ones: these, or those of a copy of this batch that got there
+        first (a duplicate delivery, a batch that outlasted its lease).
 
-        The choices go in one record, or in chunks when long keys would take one
-        over Datastore's 1 MiB: the chunks first, then the head record naming how
-        many there are, so a reader that finds the head finds every chunk.
+        Insert-if-absent in one transaction, so two copies never both record: the
+        loser builds everything (per-entity records, written entities) from the
+        winner's choices, and no entity can be written at one key while references
+        point at another. The choices go in one record, or in chunks when long keys
+        would take one over Datastore's 1 MiB; the head record names how many.
         """
         chunks = _chunks([_pair(old, new, how) for old, new, how in items])
         records = [self._part_record(part, depth, i, pairs) for i, pairs in enumerate(chunks)]
         records[0].properties["chunks"].integer_value = len(records)
         records[0].properties["chunks"].exclude_from_indexes = True
-        if len(records) > 1:
-            self.store.write(records[1:], [])
-        self.store.write(records[:1], [])
+
+        def insert(t: txns.Txn) -> bool:
+            if t.lookup_raw([records[0].key]):
+                return False
+            t.upserts.extend(records)
+            return True
+
+        if txns.run_in_transaction(self.store, insert):
+            return list(items)
+        return self.lookup_parts([(part, depth)])[(part, depth)]
 
     def _part_record(self, part: int, depth: int, chunk: int, pairs: list[Any]) -> Any:
         entity = Entity()

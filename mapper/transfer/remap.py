@@ -116,7 +116,8 @@ def choose_keys(
 ) -> list[tuple[Any, Any, str]]:
     """Map the entities of one part at one depth, persist the choices, return them.
 
-    The part's record is written first, then one record per entity of a kind
+    The part's record is written first (if no copy of this batch wrote it already:
+    then that copy's choices are used), then one record per entity of a kind
     something refers to (for other parts' references). A replay finds the part
     record and rewrites the same per-entity records: no second allocation, the
     same new ids. ``slot`` keeps the write stage's records apart from the map
@@ -130,7 +131,7 @@ def choose_keys(
     if chosen is None:
         chosen = _choose(stage, entities)
         rt.fault("after_allocate", import_id=stage.params["import"])
-        keymap.record_part(*record, chosen)
+        chosen = keymap.record_part(*record, chosen)
     # One record per entity, for lookups by key from elsewhere: only the kinds
     # something in the dump refers to need one (the part record covers the rest).
     referenced = stage.params.get("referenced_kinds")

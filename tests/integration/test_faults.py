@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import time
 
 from google.api_core import exceptions as core_exceptions
 
@@ -58,6 +59,50 @@ def test_same_slice_delivered_twice_concurrently_touches_each_entity_once(
     runtime.dispatcher.wait_idle(30)
     assert job.status().counters["processed"] == 800
     assert touch_counts(people) == {1: 800}
+
+
+def test_a_batch_that_outlasts_its_lease_stops_before_writing_while_its_twin_runs(
+    runtime, namespace, seed, people, faults
+):
+    """Finding 3: a copy whose batch ran past its lease must not write once a duplicate
+    delivery took the shard over (before: it wrote its batch again over the twin's)."""
+    seed(300)
+    lease = runtime.settings.lease_seconds
+
+    def slow_batch_and_a_twin(info):
+        runtime.dispatcher.deliver(SliceTask(info["job_id"], info["shard"], info["slice"], 0))
+        time.sleep(3 * lease)  # the twin claims the expired lease and runs the shard
+
+    faults.call_at("after_map", slow_batch_and_a_twin, when=lambda i: i["batch"] == 0)
+    status = start(runtime, namespace, batch_size=100).wait(timeout=60)
+    runtime.dispatcher.wait_idle(30)
+    assert status.status == "succeeded"
+    assert faults.fired == {"after_map": 1}
+    assert status.counters == {"processed": 300, "put": 300, "deleted": 0}
+    assert touch_counts(people) == {1: 300}
+
+
+def test_a_long_batch_renews_its_lease_so_no_twin_can_take_the_shard(
+    runtime, namespace, seed, people, faults
+):
+    """A batch whose map runs longer than the lease keeps the shard: the lease is
+    renewed before each side effect, and a duplicate delivery waits its turn."""
+    seed(40)
+    runtime.settings = runtime.settings.replace(lease_seconds=1.0, slice_seconds=60.0)
+
+    def twin(info):
+        runtime.dispatcher.deliver(SliceTask(info["job_id"], info["shard"], info["slice"], 0))
+
+    faults.call_at("before_batch", twin, when=lambda i: i["batch"] == 0)
+    # One batch of 40 entities at 1/8 of a lease each: five leases long.
+    job = start(
+        runtime, namespace, mapper="SlowTouchPeople", batch_size=40, params={"pause": 0.125}
+    )
+    status = job.wait(timeout=60)
+    runtime.dispatcher.wait_idle(30)
+    assert status.status == "succeeded"
+    assert touch_counts(people) == {1: 40}
+    assert faults.hits.get("lease_renewed", 0) >= 2  # 40 x lease/8 = 5 leases in one batch
 
 
 def test_stale_slice_redelivery_writes_nothing(runtime, namespace, seed, people):

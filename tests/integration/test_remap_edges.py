@@ -15,7 +15,7 @@ from mapper.errors import JobStateError
 from mapper.transfer import locks
 from mapper.transfer.export import ExportSpec, start_export
 from mapper.transfer.importer import ImportSpec, start_import
-from mapper.transfer.keymap import PART_KIND
+from mapper.transfer.keymap import ALLOCATED, PART_KIND, KeyMap
 from mapper.transfer.options import parse_options
 from tests.support.fixtures_alltypes import key
 
@@ -69,6 +69,24 @@ def test_embedded_entities_with_incomplete_or_foreign_keys_are_not_references(
     assert imported["foreign"].key.project == "elsewhere"
     assert imported["friend"].namespace == target  # a dangling reference, moved along
     assert status.counters["dangling"] == 1
+
+
+def test_two_copies_of_a_batch_agree_on_the_key_choices_of_the_first_to_record(
+    runtime, namespace
+):
+    """Finding 3: two copies of a map batch (a duplicate delivery while one outlasts its
+    lease) both allocate; the part record is insert-if-absent, so the second copy gets
+    the first's choices back and builds its per-entity records from them (before, the
+    last write won and references could point at keys no entity was written to)."""
+    project, keymap = runtime.settings.project, KeyMap(runtime.store, namespace, "imp")
+    olds = [key(project, namespace + "src", "Item", i) for i in (1, 2)]
+    first = [(old, key(project, namespace + "dst", "Item", 10 + n), ALLOCATED)
+             for n, old in enumerate(olds)]  # fmt: skip
+    second = [(old, key(project, namespace + "dst", "Item", 20 + n), ALLOCATED)
+              for n, old in enumerate(olds)]  # fmt: skip
+    assert keymap.record_part(3, 1, first) == first
+    assert keymap.record_part(3, 1, second) == first
+    assert keymap.lookup_parts([(3, 1)]) == {(3, 1): first}
 
 
 def test_a_key_map_part_of_500_long_named_keys_stays_under_the_entity_limit(

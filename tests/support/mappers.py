@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from google.cloud import datastore, ndb
@@ -24,6 +25,14 @@ class TouchPeople(Mapper):
     def map(self, entity: Person) -> tuple[list[Any], list[Any]]:
         entity.touched = (entity.touched or 0) + 1
         return [entity], []
+
+
+class SlowTouchPeople(TouchPeople):
+    """TouchPeople taking ``params['pause']`` seconds per entity (a batch past its lease)."""
+
+    def map(self, entity: Person) -> tuple[list[Any], list[Any]]:
+        time.sleep(self.params["pause"])
+        return super().map(entity)
 
 
 class TouchActive(TouchPeople):
