@@ -8,14 +8,8 @@ Each command runs as a real subprocess (``python -m mapper.testing.faultcli``, w
 from __future__ import annotations
 
 import collections
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
 from google.cloud import datastore
@@ -23,70 +17,15 @@ from google.cloud import datastore
 from mapper.dump.manifest import read_manifest, validate_dump
 from mapper.dump.parts import read_part
 from mapper.engine.status import job_status
-from mapper.errors import NotFoundError
 from mapper.transfer.export import ExportSpec, export_status, start_export
 from mapper.transfer.importer import import_status
-
-ROOT = Path(__file__).resolve().parents[2]
-LEASE = 2
+from tests.support.processes import Command, command_starter, finish, kill_when, progress
 
 
 @pytest.fixture
-def command(emulator_env, namespace) -> Callable[..., Any]:
+def command(emulator_env, namespace) -> Command:
     """command(*args) -> a Popen of ``mapper ARGS`` (with latency) against the emulator."""
-    env = {
-        **os.environ,
-        "MAPPER_STATE_NAMESPACE": namespace,
-        "MAPPER_LEASE_SECONDS": str(LEASE),
-        "MAPPER_SLICE_SECONDS": "3",
-        "MAPPER_MAX_ATTEMPTS": "3",
-        "MAPPER_FAULTS": "seed=1,latency=0.01",
-        "PYTHONPATH": str(ROOT),
-    }
-    env.pop("MAPPER_QUEUE", None)
-
-    def start(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "mapper.testing.faultcli", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-
-    return start
-
-
-def kill_when(process: subprocess.Popen[str], ready: Callable[[], bool], timeout=60) -> None:
-    """SIGKILL ``process`` as soon as ``ready()`` holds; fail if it ended before that."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert process.poll() is None, f"ended before the kill: {process.communicate()[0]}"
-        assert time.monotonic() < deadline, "never got far enough to be killed"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-
-
-def finish(process: subprocess.Popen[str], timeout=120) -> str:
-    """Wait for ``process`` to exit 0; return its output."""
-    output, _ = process.communicate(timeout=timeout)
-    assert process.returncode == 0, output
-    return output
-
-
-def progress(fetch: Callable[[], Any], low: int, key: str = "processed") -> Callable[[], bool]:
-    """True once ``fetch()`` (a status) counts ``low`` or more, and is not final."""
-
-    def ready() -> bool:
-        try:
-            info = fetch()
-        except NotFoundError:
-            return False
-        return info.counters.get(key, 0) >= low and not info.status.is_final
-
-    return ready
+    return command_starter(namespace)
 
 
 def test_mapper_run_killed_mid_job_finishes_when_run_again(
