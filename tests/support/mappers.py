@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from google.cloud import datastore, ndb
@@ -54,6 +55,14 @@ class Poison(TouchPeople):
     def map(self, entity: Person) -> tuple[list[Any], list[Any]]:
         if entity.name == self.params["poison"]:
             raise ValueError(f"cannot map {entity.name}")
+        return super().map(entity)
+
+
+class SlowTouch(TouchPeople):
+    """TouchPeople taking params['sleep'] seconds an entity: slow enough to watch it run."""
+
+    def map(self, entity: Person) -> tuple[list[Any], list[Any]]:
+        time.sleep(float(self.params.get("sleep", 0.02)))
         return super().map(entity)
 
 
