@@ -13,7 +13,6 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
-
 #: The most samples a shard keeps: older ones are thinned to every other one.
 MAX_SAMPLES = 48
 #: Samples closer together than this (seconds) replace each other (the newest stays).

@@ -12,7 +12,9 @@ WIDTH, HEIGHT = 560, 180
 PAD = (56, 12, 12, 24)
 
 
-def progress_svg(samples: Sequence[Sequence[float]], width: int = WIDTH, height: int = HEIGHT) -> Markup:
+def progress_svg(
+    samples: Sequence[Sequence[float]], width: int = WIDTH, height: int = HEIGHT
+) -> Markup:
     """A line of processed entities (y) over seconds since the first sample (x).
 
     Fewer than two samples draw an empty frame saying so. The result is inline SVG

@@ -39,23 +39,31 @@ class CountCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[float, dict[int, int] | str]] = {}
+        self._cache: dict[str, tuple[float, dict[int, int] | str, dict[int, int]]] = {}
 
-    def remaining(self, rt: Runtime, job_id: str) -> dict[int, int] | str:
-        """Per unfinished shard, the entities left; or why that is unknown (a str)."""
+    def remaining(
+        self, rt: Runtime, job_id: str, processed: dict[int, int]
+    ) -> dict[int, int] | str:
+        """Per unfinished shard, the entities left; or why that is unknown (a str).
+
+        A reused count is brought up to date with what each shard processed since.
+        """
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(job_id)
-        if hit is not None and now - hit[0] < COUNT_TTL:
-            return hit[1]
-        try:
-            found: dict[int, int] | str = remaining_entities(rt, job_id)
-        except Exception as error:  # no count query on this store, or it failed: say so
-            logger.info("count for job %s failed: %s", job_id, error)
-            found = f"unknown: this store answers no count query ({type(error).__name__})"
-        with self._lock:
-            self._cache[job_id] = (now, found)
-        return found
+        if hit is None or now - hit[0] >= COUNT_TTL:
+            try:
+                counted: dict[int, int] | str = remaining_entities(rt, job_id)
+            except Exception as error:  # no count query on this store, or it failed: say so
+                logger.info("count for job %s failed: %s", job_id, error)
+                counted = f"unknown: this store answers no count query ({type(error).__name__})"
+            hit = (now, counted, dict(processed))
+            with self._lock:
+                self._cache[job_id] = hit
+        _, found, then = hit
+        if isinstance(found, str):
+            return found
+        return {i: max(0, n - (processed.get(i, 0) - then.get(i, 0))) for i, n in found.items()}
 
 
 def job_view(rt: Runtime, job_id: str, counts: CountCache | None = None) -> dict[str, Any]:
@@ -64,7 +72,11 @@ def job_view(rt: Runtime, job_id: str, counts: CountCache | None = None) -> dict
     now = time.time()
     shards = data["shards"]
     origin = _epoch(data.get("created")) or _first_time(shards)
-    end = _epoch(data.get("finished")) if data["status"] in ("succeeded", "failed", "aborted") else None
+    end = (
+        _epoch(data.get("finished"))
+        if data["status"] in ("succeeded", "failed", "aborted")
+        else None
+    )
     samples = merged_samples([s.get("samples") or [] for s in shards], origin)
     processed = data["counters"].get("processed", 0)
     data["samples"] = samples
@@ -99,7 +111,8 @@ def _add_remaining(rt: Runtime, data: dict[str, Any], counts: CountCache | None)
         return
     if data["status"] in ("succeeded", "failed", "aborted", "finalizing"):
         return
-    left = (counts or CountCache()).remaining(rt, data["id"])
+    processed = {s["index"]: s["counters"].get("processed", 0) for s in data["shards"]}
+    left = (counts or CountCache()).remaining(rt, data["id"], processed)
     if isinstance(left, str):
         data["count_note"] = left
         return
@@ -107,7 +120,9 @@ def _add_remaining(rt: Runtime, data: dict[str, Any], counts: CountCache | None)
         if shard["index"] in left:
             shard["remaining"] = left[shard["index"]]
             got = shard["counters"].get("processed", 0)
-            shard["fraction"] = got / (got + shard["remaining"]) if got + shard["remaining"] else 1.0
+            shard["fraction"] = (
+                got / (got + shard["remaining"]) if got + shard["remaining"] else 1.0
+            )
     remaining = sum(left.values())
     data["remaining"] = remaining
     data["total"] = data["counters"].get("processed", 0) + remaining
@@ -116,7 +131,9 @@ def _add_remaining(rt: Runtime, data: dict[str, Any], counts: CountCache | None)
         data["eta_seconds"] = round(remaining / rate, 1)
 
 
-def merged_samples(per_shard: Iterable[Sequence[Sequence[float]]], origin: float | None) -> list[Any]:
+def merged_samples(
+    per_shard: Iterable[Sequence[Sequence[float]]], origin: float | None
+) -> list[Any]:
     """One series for the job: at each sample time, the sum of every shard's latest value.
 
     Starts at ``[origin, 0]`` (the job's creation) and keeps at most MAX_POINTS points

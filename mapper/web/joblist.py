@@ -51,9 +51,7 @@ def list_entries(rt: Runtime, query: ListQuery) -> dict[str, Any]:
     """``{"entries": [...], "next": before-value or None}``: one page of the list."""
     entries: list[dict[str, Any]] = []
     last_created: datetime.datetime | None = None
-    scanned = 0
-    for record in _records(rt, query.before):
-        scanned += 1
+    for scanned, record in enumerate(_records(rt, query.before), start=1):
         entry = _entry(rt, record)
         if entry is not None and _wanted(entry, query):
             if len(entries) == query.limit:

@@ -57,7 +57,9 @@ def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Bluep
     @guard
     def job_page(job_id: str) -> Any:
         notice = DONE.get(flask.request.args.get("did", ""))
-        return _job_page(runtime, counts, job_id, {"kind": "done", "text": notice} if notice else None)
+        return _job_page(
+            runtime, counts, job_id, {"kind": "done", "text": notice} if notice else None
+        )
 
     @bp.get("/console/<job_id>/chart.svg")
     @guard
@@ -96,7 +98,9 @@ def _job_page(
     try:
         data = job_view(rt, job_id, counts)
     except NotFoundError as error:
-        return flask.render_template("console_missing.html", error=str(error), prefix=_prefix(rt)), 404
+        return flask.render_template(
+            "console_missing.html", error=str(error), prefix=_prefix(rt)
+        ), 404
     token = csrf.token()
     html = flask.render_template(
         "console_job.html",
