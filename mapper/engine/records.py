@@ -8,6 +8,7 @@ from typing import Any
 
 from google.cloud import ndb
 
+from mapper.engine.samples import add_sample, epoch
 from mapper.errors import RetrySlice
 
 
@@ -174,6 +175,8 @@ class _MapperShard(ndb.Model):
     #: answered an error (DEADLINE_EXCEEDED, UNAVAILABLE, INTERNAL after applying).
     last_step = ndb.TextProperty()
     updated = ndb.DateTimeProperty(indexed=False)
+    #: ``[[epoch seconds, processed], ...]`` at checkpoints, bounded (mapper.engine.samples).
+    samples = ndb.JsonProperty(default=[])
 
     @property
     def shard_status(self) -> ShardStatus:
@@ -220,6 +223,7 @@ class _MapperShard(ndb.Model):
         self.batches = (self.batches or 0) + 1
         self.attempts = 0
         self.updated = utcnow()
+        self.samples = add_sample(self.samples, epoch(self.updated), self.processed or 0)
         self.lease_until = self.updated + datetime.timedelta(seconds=lease_seconds)
         if finished:
             self.status = ShardStatus.DONE.value

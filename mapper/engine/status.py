@@ -47,6 +47,11 @@ class ShardInfo:
     last_error: str | None
     failed_key: str | None
     updated: str | None
+    #: The shard's key range (``start <= key < end``; None: open), printed as keys are.
+    start: str | None = None
+    end: str | None = None
+    #: ``[[epoch seconds, processed], ...]`` taken at checkpoints (mapper.engine.samples).
+    samples: tuple[tuple[float, int], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return json_ready(self)
@@ -164,7 +169,15 @@ def _describe_shard(shard: _MapperShard) -> ShardInfo:
         last_error=shard.last_error,
         failed_key=shard.failed_key,
         updated=_iso(shard.updated),
+        start=_printed(shard.start_key),
+        end=_printed(shard.end_key),
+        samples=tuple((t, v) for t, v in shard.samples or []),
     )
+
+
+def _printed(data: bytes | None) -> str | None:
+    key = key_from_bytes(data)
+    return key_repr(key) if key is not None else None
 
 
 def _iso(value: datetime.datetime | None) -> str | None:

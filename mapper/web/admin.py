@@ -11,7 +11,8 @@ from mapper.engine.runtime import Runtime
 from mapper.engine.status import list_jobs
 from mapper.errors import InvalidJobError
 from mapper.web.auth import Verifier, require_admin_auth
-from mapper.web.jobs_api import any_status, start_from_json
+from mapper.web.console_data import CountCache, job_view
+from mapper.web.jobs_api import start_from_json
 
 ACTIONS = {"abort": abort_job, "pause": pause_job, "resume": resume_job}
 
@@ -19,6 +20,7 @@ ACTIONS = {"abort": abort_job, "pause": pause_job, "resume": resume_job}
 def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Blueprint:
     bp = flask.Blueprint("mapper_admin", __name__, url_prefix=f"{runtime.settings.url_prefix}/jobs")
     guard = require_admin_auth(runtime.settings, verifier)
+    counts = CountCache()
 
     @bp.post("")
     @guard
@@ -38,7 +40,8 @@ def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Bluep
     @bp.get("/<job_id>")
     @guard
     def show(job_id: str) -> Any:
-        return any_status(runtime, job_id)
+        """The status, plus what the console shows: rates, ETA, samples, allowed actions."""
+        return job_view(runtime, job_id, counts)
 
     @bp.post("/<job_id>/<action>")
     @guard

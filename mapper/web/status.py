@@ -1,54 +1,133 @@
-"""The status page: jobs, their shards, progress, counters and errors, as HTML."""
+"""The operator console: the job list, a page per job, its chart and its control forms."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import flask
 
 from mapper.engine.runtime import Runtime
-from mapper.engine.status import list_jobs
+from mapper.errors import JobStateError, NotFoundError
+from mapper.web import csrf
+from mapper.web.admin import ACTIONS
 from mapper.web.auth import Verifier, require_admin_auth
+from mapper.web.chart import progress_svg
+from mapper.web.console_data import CountCache, duration_text, job_view
+from mapper.web.joblist import STATUSES, ListQuery, list_entries
+
+FINAL = ("succeeded", "failed", "aborted")
+#: What an action does, said after it is done.
+DONE = {
+    "pause": "Paused: running slices stop at their next batch boundary.",
+    "resume": "Resumed: every unfinished shard goes on from its checkpoint.",
+    "abort": "Aborted: running slices stop at their next batch boundary; finish() will not run.",
+}
 
 
 def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Blueprint:
-    bp = flask.Blueprint(
-        "mapper_status",
-        __name__,
-        url_prefix=runtime.settings.url_prefix,
-        template_folder="templates",
-    )
+    prefix = runtime.settings.url_prefix
+    bp = flask.Blueprint("mapper_status", __name__, url_prefix=prefix, template_folder="templates")
     guard = require_admin_auth(runtime.settings, verifier)
+    counts = CountCache()
 
     @bp.get("/")
     @guard
     def page() -> Any:
-        limit = flask.request.args.get("limit", 20, type=int)
-        listed = [j.to_json() for j in list_jobs(runtime, limit=max(1, min(limit, 200)))]
+        query = ListQuery.from_args(flask.request.args)
+        listed = list_entries(runtime, query)
+        refresh = 3 if any(e["status"] not in FINAL for e in listed["entries"]) else None
         return flask.render_template(
-            "status.html", jobs=[_view(job) for job in listed], refresh=_refresh(listed)
+            "console_list.html",
+            entries=listed["entries"],
+            next=listed["next"],
+            query=query,
+            statuses=STATUSES,
+            refresh=refresh,
+            prefix=prefix,
         )
+
+    @bp.get("/entries")
+    @guard
+    def entries() -> Any:
+        """The list page's data as JSON (same filters: status, mapper, before, limit)."""
+        return list_entries(runtime, ListQuery.from_args(flask.request.args))
+
+    @bp.get("/console/<job_id>")
+    @guard
+    def job_page(job_id: str) -> Any:
+        notice = DONE.get(flask.request.args.get("did", ""))
+        return _job_page(
+            runtime, counts, job_id, {"kind": "done", "text": notice} if notice else None
+        )
+
+    @bp.get("/console/<job_id>/chart.svg")
+    @guard
+    def chart(job_id: str) -> Any:
+        data = job_view(runtime, job_id, counts)
+        return flask.Response(str(progress_svg(data["samples"])), mimetype="image/svg+xml")
+
+    @bp.post("/console/<job_id>/<action>")
+    @guard
+    def act(job_id: str, action: str) -> Any:
+        if action not in ACTIONS:
+            flask.abort(404)
+        try:
+            csrf.check()
+        except csrf.CsrfRefused as refused:
+            return _job_page(runtime, counts, job_id, _refused(str(refused)), 403)
+        if action == "abort" and flask.request.form.get("confirm") != "yes":
+            return _confirm(runtime, job_id, action)
+        try:
+            ACTIONS[action](runtime, job_id)
+        except JobStateError as error:
+            why = f"Refused: {error}. The page showed an older state; it is current now."
+            return _job_page(runtime, counts, job_id, _refused(why), 409)
+        return flask.redirect(flask.url_for(".job_page", job_id=job_id, did=action), 303)
 
     return bp
 
 
-def _refresh(listed: list[dict[str, Any]]) -> int | None:
-    """Reload every 3 s while something runs."""
-    final = ("succeeded", "failed", "aborted")
-    return 3 if any(job["status"] not in final for job in listed) else None
+def _refused(text: str) -> dict[str, str]:
+    return {"kind": "refused", "text": text}
 
 
-def _view(job: dict[str, Any]) -> dict[str, Any]:
-    shards = job["shards"]
-    return {
-        **job,
-        "counters_text": ", ".join(f"{k}={v}" for k, v in job["counters"].items()),
-        "done_fraction": f"{job['shards_done']}/{len(shards)}",
-        "shard_rows": [
-            {
-                **shard,
-                "counters_text": ", ".join(f"{k}={v}" for k, v in shard["counters"].items()),
-            }
-            for shard in shards
-        ],
-    }
+def _job_page(
+    rt: Runtime, counts: CountCache, job_id: str, notice: dict[str, str] | None, code: int = 200
+) -> Any:
+    try:
+        data = job_view(rt, job_id, counts)
+    except NotFoundError as error:
+        return flask.render_template(
+            "console_missing.html", error=str(error), prefix=_prefix(rt)
+        ), 404
+    token = csrf.token()
+    html = flask.render_template(
+        "console_job.html",
+        job=data,
+        chart=progress_svg(data["samples"]),
+        params=json.dumps(data.get("params", {}), indent=2, sort_keys=True),
+        eta=duration_text(data["eta_seconds"]),
+        notice=notice,
+        csrf_token=token,
+        prefix=_prefix(rt),
+        live=data["status"] not in FINAL,
+    )
+    response = flask.make_response(html, code)
+    csrf.set_cookie(response, token, _prefix(rt) + "/")
+    return response
+
+
+def _confirm(rt: Runtime, job_id: str, action: str) -> Any:
+    """Destructive: ask once more, with a form that says yes."""
+    return flask.render_template(
+        "console_confirm.html",
+        job_id=job_id,
+        action=action,
+        csrf_token=flask.request.form.get(csrf.FIELD, ""),
+        prefix=_prefix(rt),
+    )
+
+
+def _prefix(rt: Runtime) -> str:
+    return rt.settings.url_prefix

@@ -2,53 +2,29 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 import requests
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from werkzeug.serving import make_server
 
 from handlers import create_app
-from mapper.testing.process import free_port
-
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+from tests.support.browser import chromium, serving
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.fail(
-            "Chromium is missing: apt-get install chromium chromium-driver (make test does)"
-        )
-    profile = tempfile.mkdtemp(prefix="mapper-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", f"--user-data-dir={profile}"):  # fmt: skip
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    with chromium() as driver:
+        yield driver
 
 
 @pytest.fixture
 def served(settings) -> Iterator[str]:
     app = create_app(settings.replace(auth="off"))
-    port = free_port()
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    server.shutdown()
+    with serving(app) as url:
+        yield url
     app.extensions["mapper"].close()
 
 
@@ -76,14 +52,12 @@ def test_status_page_shows_jobs_shards_counters_and_errors(browser, served, name
     ok = browser.find_element(By.ID, "job-page-ok")
     assert ok.find_element(By.CSS_SELECTOR, "td.status").text == "succeeded"
     assert "processed=120" in ok.find_element(By.CSS_SELECTOR, "td.counters").text
-    shards = ok.find_elements(By.CSS_SELECTOR, "tr.shard")
-    assert len(shards) in (1, 2) and all("done" in row.text for row in shards)
     progress = ok.find_element(By.TAG_NAME, "progress")
     assert progress.get_attribute("value") == progress.get_attribute("max")
 
     bad = browser.find_element(By.ID, "job-page-bad")
     assert bad.find_element(By.CSS_SELECTOR, "td.status").text == "failed"
-    error = bad.find_element(By.CSS_SELECTOR, "td.error").text
+    error = browser.find_element(By.ID, "error-page-bad").text
     assert "cannot map p00042" in error and "Key('Person', " in error and namespace in error
     # The failed job is drawn in the error colour, the succeeded one in green.
     red = bad.find_element(By.CSS_SELECTOR, "td.status").value_of_css_property("color")
@@ -91,6 +65,11 @@ def test_status_page_shows_jobs_shards_counters_and_errors(browser, served, name
     assert red != green
     # Nothing is running: the page does not keep reloading itself.
     assert not browser.find_elements(By.CSS_SELECTOR, "meta[http-equiv=refresh]")
+
+    # Each job's page lists its shards, each done.
+    ok.find_element(By.LINK_TEXT, "page-ok").click()
+    shards = browser.find_elements(By.CSS_SELECTOR, "tr.shard")
+    assert len(shards) in (1, 2) and all("done" in row.text for row in shards)
 
 
 def test_status_page_says_when_there_are_no_jobs(browser, served):

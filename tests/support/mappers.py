@@ -66,6 +66,14 @@ class Poison(TouchPeople):
         return super().map(entity)
 
 
+class SlowTouch(TouchPeople):
+    """TouchPeople taking params['sleep'] seconds an entity: slow enough to watch it run."""
+
+    def map(self, entity: Person) -> tuple[list[Any], list[Any]]:
+        time.sleep(float(self.params.get("sleep", 0.02)))
+        return super().map(entity)
+
+
 FINISHED: list[str] = []
 
 
