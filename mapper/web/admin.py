@@ -9,7 +9,7 @@ import flask
 from mapper.engine.jobs import abort_job, pause_job, resume_job
 from mapper.engine.runtime import Runtime
 from mapper.engine.status import list_jobs
-from mapper.errors import InvalidJobError
+from mapper.errors import AuthError, InvalidJobError
 from mapper.web.auth import Verifier, require_admin_auth
 from mapper.web.console_data import CountCache, job_view
 from mapper.web.jobs_api import start_from_json
@@ -21,6 +21,15 @@ def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Bluep
     bp = flask.Blueprint("mapper_admin", __name__, url_prefix=f"{runtime.settings.url_prefix}/jobs")
     guard = require_admin_auth(runtime.settings, verifier)
     counts = CountCache()
+
+    @bp.before_request
+    def refuse_cross_site_posts() -> None:
+        """A browser says where a request comes from (``Sec-Fetch-Site``): a POST that
+        another site made a logged-in browser send (IAP signs in by cookie) is refused.
+        API clients send no such header; the console's forms are same-origin."""
+        site = flask.request.headers.get("Sec-Fetch-Site")
+        if flask.request.method == "POST" and site in ("cross-site", "same-site"):
+            raise AuthError(f"refused: a {site} request cannot start or change jobs")
 
     @bp.post("")
     @guard

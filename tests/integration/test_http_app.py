@@ -91,6 +91,24 @@ def test_post_jobs_accepts_exactly_once_and_the_status_shows_it(client, namespac
     assert collections.Counter(p.touched for p in people()) == {1: 30}
 
 
+def test_a_cross_site_post_from_a_browser_is_refused_and_changes_nothing(client, namespace, seed):
+    """IAP signs a browser in by cookie: another site must not be able to make that
+    browser start or abort jobs. Browsers say where a request comes from."""
+    seed(20)
+    body = {"mapper": TOUCH, "namespace": namespace, "id": "xs"}
+    for site in ("cross-site", "same-site"):
+        refused = client.post("/_mapper/jobs", json=body, headers={"Sec-Fetch-Site": site})
+        assert refused.status_code == 403 and site in refused.json["error"]
+    assert client.get("/_mapper/jobs/xs").status_code == 404
+    assert client.post(
+        "/_mapper/jobs", json=body, headers={"Sec-Fetch-Site": "same-origin"}
+    ).json == {"id": "xs"}
+    wait_for(client, "xs")
+    refused = client.post("/_mapper/jobs/xs/abort", headers={"Sec-Fetch-Site": "cross-site"})
+    assert refused.status_code == 403
+    assert client.get("/_mapper/jobs/xs").json["status"] == "succeeded"
+
+
 def test_errors_are_json_with_4xx_codes(client, namespace):
     bad = client.post("/_mapper/jobs", json={"mapper": "tests.support.mappers:Nope"})
     assert bad.status_code == 400 and "Nope" in bad.json["error"]
