@@ -4,8 +4,8 @@ One ``_MapperKeyMap`` entity per dump entity, in the state namespace, named by
 the import id and a hash of the old key, read by key only (nothing indexed).
 It is written before any entity is, so a replayed batch finds its keys already
 chosen: no second allocation, the same new ids; and it is written only if absent,
-so two copies of a batch running at once agree on the first copy's choices. Memory stays flat: callers ask
-for the keys of one part at a time.
+so two copies of a batch running at once agree on the first copy's choices.
+Memory stays flat: callers ask for the keys of one part at a time.
 """
 
 from __future__ import annotations

@@ -71,19 +71,19 @@ def test_embedded_entities_with_incomplete_or_foreign_keys_are_not_references(
     assert status.counters["dangling"] == 1
 
 
-def test_two_copies_of_a_batch_agree_on_the_key_choices_of_the_first_to_record(
-    runtime, namespace
-):
+def test_two_copies_of_a_batch_agree_on_the_key_choices_of_the_first_to_record(runtime, namespace):
     """Finding 3: two copies of a map batch (a duplicate delivery while one outlasts its
     lease) both allocate; the part record is insert-if-absent, so the second copy gets
     the first's choices back and builds its per-entity records from them (before, the
     last write won and references could point at keys no entity was written to)."""
     project, keymap = runtime.settings.project, KeyMap(runtime.store, namespace, "imp")
     olds = [key(project, namespace + "src", "Item", i) for i in (1, 2)]
-    first = [(old, key(project, namespace + "dst", "Item", 10 + n), ALLOCATED)
-             for n, old in enumerate(olds)]  # fmt: skip
-    second = [(old, key(project, namespace + "dst", "Item", 20 + n), ALLOCATED)
-              for n, old in enumerate(olds)]  # fmt: skip
+    first = [
+        (o, key(project, namespace + "dst", "Item", 10 + n), ALLOCATED) for n, o in enumerate(olds)
+    ]
+    second = [
+        (o, key(project, namespace + "dst", "Item", 20 + n), ALLOCATED) for n, o in enumerate(olds)
+    ]
     assert keymap.record_part(3, 1, first) == first
     assert keymap.record_part(3, 1, second) == first
     assert keymap.lookup_parts([(3, 1)]) == {(3, 1): first}
