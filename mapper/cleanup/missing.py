@@ -14,7 +14,7 @@ from mapper.cleanup.plan import Plan, chunks, scan
 from mapper.datastore.keys import key_bytes
 from mapper.datastore.query import filters_from
 from mapper.datastore.rpc import MAX_LOOKUP_KEYS, Key
-from mapper.dump.manifest import read_manifest, validate_dump
+from mapper.dump.sources import read_manifest, resolve_source, validate_dump
 from mapper.errors import CleanupError
 
 if TYPE_CHECKING:
@@ -50,11 +50,12 @@ def plan_missing(
     if not isinstance(kind, str) or not kind or kind.startswith("__"):
         raise CleanupError(f"missing needs a user kind (--kind), got {kind!r}")
     scope = scope_filters(filters)
+    source = resolve_source(source)
     source_ns = namespace if dump_namespace is None else dump_namespace
     check_covers(read_manifest(source), source, kind, source_ns, scope)
     present: set[bytes] = set()
 
-    def collect(pb: Any, where: str, lineno: int) -> None:
+    def collect(pb: Any, where: str, lineno: int | None) -> None:
         if pb.key.path[-1].kind == kind and pb.key.partition_id.namespace_id == source_ns:
             present.add(key_bytes(_in_target(rt, pb.key, namespace)))
 

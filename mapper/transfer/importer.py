@@ -29,7 +29,8 @@ from mapper.datastore.keywalk import (
 )
 from mapper.dispatch.messages import check_job_id
 from mapper.dump.files import open_dump_store
-from mapper.dump.manifest import Manifest, read_manifest, validate_dump
+from mapper.dump.manifest import Manifest
+from mapper.dump.sources import read_manifest, resolve_source, validate_dump
 from mapper.engine.jobs import start_job
 from mapper.engine.records import JobStatus
 from mapper.engine.status import (
@@ -106,7 +107,7 @@ def plan_import(rt: Runtime, spec: ImportSpec) -> dict[str, Any]:
     Raises DumpFormatError (naming file and line) or ConfigurationError before
     anything is written.
     """
-    spec.validate()
+    spec = dataclasses.replace(spec.validate(), source=resolve_source(spec.source))
     manifest = read_manifest(spec.source)
     moves = partition_moves(rt, manifest, spec)
     per_kind: dict[str, int] = collections.Counter()
@@ -115,7 +116,7 @@ def plan_import(rt: Runtime, spec: ImportSpec) -> dict[str, Any]:
     referenced: set[str] = set()  # kinds something in the dump points at
     depth_of: dict[str, int] = {}  # the longest key path per kind
 
-    def check(pb: Any, where: str, lineno: int) -> None:
+    def check(pb: Any, where: str, lineno: int | None) -> None:
         if partition_of(pb.key)[:2] != expected:
             message = f"{key_repr(pb.key)} is not of the dump's project {expected[0]!r}"
             raise DumpFormatError(message, where, lineno)
@@ -174,6 +175,7 @@ def start_import(rt: Runtime, spec: ImportSpec) -> tuple[dict[str, Any], ImportR
     for a client-chosen ``spec.id``: a second start re-drives every stage already
     started (the command re-run after its process died goes on where it stopped).
     """
+    spec = dataclasses.replace(spec, source=resolve_source(spec.source))
     plan = plan_import(rt, spec)
     if spec.dry_run:
         if spec.mode == "remap":

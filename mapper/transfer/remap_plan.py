@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from mapper.datastore.keys import key_bytes, key_repr
 from mapper.datastore.keywalk import reference_values
-from mapper.dump.manifest import read_manifest
-from mapper.dump.parts import read_part
+from mapper.dump.sources import read_manifest, read_part
 from mapper.transfer.remap import ImportStage, natural_match, parent_key
 
 if TYPE_CHECKING:

@@ -48,6 +48,8 @@ class KeepMapper(_Stage):
         entities = list(self.part_entities(record))
         for entity in entities:
             move_partitions(entity, self.moves)
+        # As the managed import does: later allocations never hand out a restored id.
+        self.runtime.store.reserve_ids([e.key for e in entities if e.key.path[-1].id])
         self.count("entities", len(entities))
         return entities, []
 
