@@ -172,7 +172,7 @@ def entity_to_v3(entity: Any) -> Any:
 
 def _fill_v3(entity: Any, proto: Any) -> None:
     key = proto.key
-    key.SetInParent()
+    key.app = ""  # present though empty: the managed import indexes a keyless entity so
     key.path.SetInParent()
     proto.entity_group.SetInParent()
     if entity.key.path:
