@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, NoReturn
 
 import google_crc32c
 
@@ -120,7 +120,7 @@ class _BlockReader:
             if kind == LAST:
                 return offset, b"".join(pieces)
 
-    def _fail(self, message: str, offset: int) -> None:
+    def _fail(self, message: str, offset: int) -> NoReturn:
         raise DumpFormatError(f"{message} (offset {offset})", self.where)
 
 
