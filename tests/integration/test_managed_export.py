@@ -70,6 +70,17 @@ def moved(originals, project, source, target):
     return sorted(expected, key=lambda pb: key_order(pb.key))
 
 
+def as_the_managed_import_restores(source, project):
+    """``source`` as the managed import writes it back: it moves key values of another
+    project into the importing one (the emulator's own export, imported back, does the
+    same); all else is exact."""
+    expected = [Entity.FromString(exact(pb)) for pb in source]
+    for pb in expected:
+        if "key_other_project" in pb.properties:
+            pb.properties["key_other_project"].key_value.partition_id.project_id = project
+    return [exact(pb) for pb in expected]
+
+
 def test_emulator_export_imports_keep_into_another_namespace_protobuf_for_protobuf(
     runtime, namespace, tmp_path, emulator, needs_managed_export
 ):
@@ -142,15 +153,9 @@ def test_mapper_managed_export_is_read_back_by_the_emulator_import(
     runtime.store.write([], [pb.key for pb in source])
     assert stored(runtime, namespace, "AllTypes") == []
     emulator_call(emulator, "import", {"inputUrl": info.manifest})
-    # The managed import itself moves key values of another project into this one
-    # (the emulator's own export, imported back, does the same): all else is exact.
-    expected = [Entity.FromString(exact(pb)) for pb in source]
-    for pb in expected:
-        if "key_other_project" in pb.properties:
-            pb.properties["key_other_project"].key_value.partition_id.project_id = project
-    assert [exact(pb) for pb in stored(runtime, namespace, "AllTypes")] == [
-        exact(pb) for pb in expected
-    ]
+    assert [
+        exact(pb) for pb in stored(runtime, namespace, "AllTypes")
+    ] == as_the_managed_import_restores(source, project)
     # ... and mapper reads its own managed output back, exactly, into another namespace.
     target = new_namespace()
     import_from(runtime, out, namespace=target)
