@@ -52,14 +52,15 @@ def plan_missing(
     scope = scope_filters(filters)
     source = resolve_source(source)
     source_ns = namespace if dump_namespace is None else dump_namespace
-    check_covers(read_manifest(source), source, kind, source_ns, scope)
+    manifest = read_manifest(source)  # a managed export's is built from its files: once
+    check_covers(manifest, source, kind, source_ns, scope)
     present: set[bytes] = set()
 
     def collect(pb: Any, where: str, lineno: int | None) -> None:
         if pb.key.path[-1].kind == kind and pb.key.partition_id.namespace_id == source_ns:
             present.add(key_bytes(_in_target(rt, pb.key, namespace)))
 
-    validate_dump(source, check=collect)
+    validate_dump(source, check=collect, manifest=manifest)
     plan = Plan(f"missing {kind} rows", namespace, target={"kind": kind, "keys": []},
                 command="missing")  # fmt: skip
     for entity in scan(rt, kind, namespace, scope, keys_only=True):

@@ -54,14 +54,21 @@ def read_part(
     return mapper_parts.read_part(source, relpath, expected)
 
 
-def validate_dump(source: DumpLocation, check: Check | None = None) -> Manifest:
+def validate_dump(
+    source: DumpLocation, check: Check | None = None, manifest: Manifest | None = None
+) -> Manifest:
     """Check a whole dump before anything is written from it (see ``validate_dump`` of
     mapper's format); a managed export gets the same checks of every entity, its
-    errors naming the file and the record's byte offset."""
+    errors naming the file and the record's byte offset.
+
+    ``manifest``: a managed export's table as :func:`read_manifest` gave it, so the
+    files are not scanned twice (each part's records are still checked against it).
+    """
     overall = tree.find_overall(source)
     if overall is None:
         return mapper_dump.validate_dump(source, check)
-    manifest = tree.read_managed_manifest(overall)
+    if manifest is None:
+        manifest = tree.read_managed_manifest(overall)
     for part in manifest.parts:
         for offset, pb, where in tree.read_managed_records(overall, part.path, part):
             at = f"{where} (offset {offset})"

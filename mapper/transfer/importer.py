@@ -107,6 +107,12 @@ def plan_import(rt: Runtime, spec: ImportSpec) -> dict[str, Any]:
     Raises DumpFormatError (naming file and line) or ConfigurationError before
     anything is written.
     """
+    return _plan(rt, spec)[0]
+
+
+def _plan(rt: Runtime, spec: ImportSpec) -> tuple[dict[str, Any], Manifest]:
+    """The plan and the table of contents it validated (a managed export's is built by
+    a pass over its files: the import then stages the same one instead of another)."""
     spec = dataclasses.replace(spec.validate(), source=resolve_source(spec.source))
     manifest = read_manifest(spec.source)
     moves = partition_moves(rt, manifest, spec)
@@ -126,8 +132,8 @@ def plan_import(rt: Runtime, spec: ImportSpec) -> dict[str, Any]:
         kind = pb.key.path[-1].kind
         depth_of[kind] = max(depth_of.get(kind, 0), len(pb.key.path))
 
-    validate_dump(spec.source, check)
-    return {
+    validate_dump(spec.source, check, manifest)
+    plan = {
         "source": open_dump_store(spec.source).location(),
         "mode": spec.mode,
         "from": {"project": manifest.project, "database": manifest.database},
@@ -142,6 +148,7 @@ def plan_import(rt: Runtime, spec: ImportSpec) -> dict[str, Any]:
         # rest get their keys in the write stage.
         "referenced_depth": max((depth_of.get(k, 0) for k in referenced), default=0),
     }
+    return plan, manifest
 
 
 def partition_moves(
@@ -176,15 +183,14 @@ def start_import(rt: Runtime, spec: ImportSpec) -> tuple[dict[str, Any], ImportR
     started (the command re-run after its process died goes on where it stopped).
     """
     spec = dataclasses.replace(spec, source=resolve_source(spec.source))
-    plan = plan_import(rt, spec)
+    plan, manifest = _plan(rt, spec)
     if spec.dry_run:
         if spec.mode == "remap":
-            params = plan_params(rt, spec, "dry-run", plan, read_manifest(spec.source))
-            plan["remap"] = plan_remap(rt, spec, params)
+            params = plan_params(rt, spec, "dry-run", plan, manifest)
+            plan["remap"] = plan_remap(rt, spec, params, manifest)
         return plan, None
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     import_id = spec.id or f"import-{stamp}-{uuid.uuid4().hex[:6]}"
-    manifest = read_manifest(spec.source)
     params = plan_params(rt, spec, import_id, plan, manifest)
     locks.acquire(rt, import_id, lock_targets(params), lambda holder: _is_live(rt, holder))
     _stage_parts(rt, import_id, spec.source, manifest)

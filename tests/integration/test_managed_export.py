@@ -217,3 +217,39 @@ def test_a_damaged_managed_export_is_refused_naming_file_and_offset_and_nothing_
     for words in named:
         assert words in str(refused.value)
     assert stored(runtime, target, "AllTypes") == []
+
+
+@pytest.fixture
+def table_builds(monkeypatch):
+    """How many times a managed export's table of contents is built (one pass over its files)."""
+    from mapper.dump.managed import tree
+
+    built = []
+    real = tree.read_managed_manifest
+
+    def counted(overall):
+        built.append(overall)
+        return real(overall)
+
+    monkeypatch.setattr(tree, "read_managed_manifest", counted)
+    return built
+
+
+def test_an_import_builds_the_table_of_contents_once(
+    runtime, namespace, tmp_path, emulator, needs_managed_export, table_builds
+):
+    from mapper.cleanup.missing import plan_missing
+
+    runtime.store.write(all_types_entities(runtime.settings.project, namespace), [])
+    overall = managed_export(emulator, tmp_path / "x", namespace)
+    import_from(runtime, overall, namespace=new_namespace())
+    assert table_builds == [overall]
+    del table_builds[:]
+    plan, run = start_import(
+        runtime, ImportSpec(source=overall, mode="remap", namespace=new_namespace(), dry_run=True)
+    )
+    assert run is None and plan["remap"]["AllTypes"]["inserts"] == 4
+    assert table_builds == [overall]
+    del table_builds[:]
+    assert plan_missing(runtime, overall, "AllTypes", namespace).empty
+    assert table_builds == [overall]
