@@ -26,15 +26,6 @@ from tests.integration.test_remap import counts, expected_b, merge, snapshot
 from tests.support.fixtures_alltypes import all_types_entities
 
 
-@pytest.fixture
-def needs_managed_export(emulator):
-    if emulator.kind != "datastore":
-        pytest.skip(
-            "the Firestore emulator has no managed export/import endpoints "
-            "(DESIGN.md emulator table)"
-        )
-
-
 def emulator_call(emulator, verb, body):
     url = f"{emulator.url}/v1/projects/{emulator.project}:{verb}"
     request = urllib.request.Request(

@@ -20,13 +20,10 @@ from tests.integration.test_managed_export import (
     import_from,
     managed_export,
     moved,
-    needs_managed_export,  # noqa: F401  (a fixture)
 )
 from tests.support.cleanup_seed import put
 from tests.support.fixtures_alltypes import all_types_entities
 from tests.unit.test_leveldb import fragments
-
-pytestmark = pytest.mark.usefixtures("needs_managed_export")
 
 
 def all_types(runtime, namespace):
@@ -46,7 +43,7 @@ def restored_by_the_emulator(runtime, emulator, namespace, kind, source, overall
 
 
 def test_cleanup_missing_with_a_managed_export_deletes_exactly_what_the_export_lacks(
-    cli, runtime, namespace, datastore_client, tmp_path, emulator
+    cli, runtime, namespace, datastore_client, tmp_path, emulator, needs_managed_export
 ):
     put(datastore_client, "Person", 3, name="synced", active=True)
     put(datastore_client, "Order", 2, total=1)  # another kind in the export: not in scope
@@ -75,7 +72,7 @@ def test_cleanup_missing_with_a_managed_export_deletes_exactly_what_the_export_l
 
 
 def test_cli_export_format_managed_is_restored_by_the_emulator_import_and_by_mapper(
-    cli, runtime, namespace, tmp_path, emulator
+    cli, runtime, namespace, tmp_path, emulator, needs_managed_export
 ):
     source = all_types(runtime, namespace)
     out = str(tmp_path / "managed")
@@ -109,7 +106,7 @@ def client(runtime):
 
 
 def test_jobs_api_export_with_format_managed_writes_what_the_emulator_imports(
-    client, runtime, namespace, tmp_path, emulator
+    client, runtime, namespace, tmp_path, emulator, needs_managed_export
 ):
     source = all_types(runtime, namespace)
     out = str(tmp_path / "api")
@@ -144,7 +141,7 @@ def upload(tree, bucket_url):
 
 
 def test_an_emulator_export_on_cloud_storage_imports_exactly(
-    runtime, namespace, tmp_path, emulator, gcs_bucket
+    runtime, namespace, tmp_path, emulator, gcs_bucket, needs_managed_export
 ):
     source = all_types(runtime, namespace)
     overall = managed_export(emulator, tmp_path / "x", namespace)
@@ -205,7 +202,7 @@ def spans_blocks(tree):
 
 
 def test_records_over_32_kib_round_trip_both_ways_through_the_emulator(
-    runtime, namespace, tmp_path, emulator
+    runtime, namespace, tmp_path, emulator, needs_managed_export
 ):
     project = runtime.settings.project
     runtime.store.write(big_entities(project, namespace), [])
