@@ -14,7 +14,7 @@ from mapper.cleanup.plan import Plan, chunks, scan
 from mapper.datastore.keys import key_bytes
 from mapper.datastore.query import filters_from
 from mapper.datastore.rpc import MAX_LOOKUP_KEYS, Key
-from mapper.dump.manifest import read_manifest, validate_dump
+from mapper.dump.sources import read_manifest, resolve_source, validate_dump
 from mapper.errors import CleanupError
 
 if TYPE_CHECKING:
@@ -50,15 +50,17 @@ def plan_missing(
     if not isinstance(kind, str) or not kind or kind.startswith("__"):
         raise CleanupError(f"missing needs a user kind (--kind), got {kind!r}")
     scope = scope_filters(filters)
+    source = resolve_source(source)
     source_ns = namespace if dump_namespace is None else dump_namespace
-    check_covers(read_manifest(source), source, kind, source_ns, scope)
+    manifest = read_manifest(source)  # a managed export's is built from its files: once
+    check_covers(manifest, source, kind, source_ns, scope)
     present: set[bytes] = set()
 
-    def collect(pb: Any, where: str, lineno: int) -> None:
+    def collect(pb: Any, where: str, lineno: int | None) -> None:
         if pb.key.path[-1].kind == kind and pb.key.partition_id.namespace_id == source_ns:
             present.add(key_bytes(_in_target(rt, pb.key, namespace)))
 
-    validate_dump(source, check=collect)
+    validate_dump(source, check=collect, manifest=manifest)
     plan = Plan(f"missing {kind} rows", namespace, target={"kind": kind, "keys": []},
                 command="missing")  # fmt: skip
     for entity in scan(rt, kind, namespace, scope, keys_only=True):

@@ -9,7 +9,7 @@ import click
 
 from mapper.cli.common import exit_for, parse_param, runtime
 from mapper.cli.progress import Progress
-from mapper.transfer.export import ExportInfo, ExportSpec, start_export
+from mapper.transfer.export import FORMATS, ExportInfo, ExportSpec, start_export
 from mapper.transfer.importer import ImportInfo, ImportSpec, start_import
 from mapper.transfer.remap_plan import summarize
 from mapper.transfer.requests import export_spec, import_spec
@@ -34,6 +34,14 @@ def _filter(raw: str) -> tuple[str, Any]:
     help="Entities a part.",
 )
 @click.option("--id", "export_id", default=None, help="Client-chosen export id (idempotent).")
+@click.option(
+    "--format",
+    "dump_format",
+    type=click.Choice(FORMATS),
+    default=ExportSpec.format,
+    show_default=True,
+    help="mapper's dump, or a managed export (what `gcloud datastore import` reads).",
+)
 def export(
     out: str,
     kinds: tuple[str, ...],
@@ -43,6 +51,7 @@ def export(
     shards: int,
     batch_size: int,
     export_id: str | None,
+    dump_format: str,
 ) -> None:
     """Export kinds (raw entities, with or without models) to a dump."""
     spec = export_spec(
@@ -55,6 +64,7 @@ def export(
             "shards": shards,
             "batch_size": batch_size,
             "id": export_id,
+            "format": dump_format,
         }
     )
     started = time.monotonic()

@@ -48,9 +48,11 @@ BeginTransactionResponse = _datastore_types.BeginTransactionResponse.pb()
 RollbackRequest = _datastore_types.RollbackRequest.pb()
 RollbackResponse = _datastore_types.RollbackResponse.pb()
 AllocateIdsRequest = _datastore_types.AllocateIdsRequest.pb()
+ReserveIdsRequest = _datastore_types.ReserveIdsRequest.pb()
 RunAggregationQueryRequest = _datastore_types.RunAggregationQueryRequest.pb()
 RunAggregationQueryResponse = _datastore_types.RunAggregationQueryResponse.pb()
 AllocateIdsResponse = _datastore_types.AllocateIdsResponse.pb()
+ReserveIdsResponse = _datastore_types.ReserveIdsResponse.pb()
 
 #: Largest entity Datastore accepts (1 MiB minus 4 bytes).
 MAX_ENTITY_BYTES = 1_048_572
@@ -124,6 +126,7 @@ class Store:
                 ("BeginTransaction", BeginTransactionRequest, BeginTransactionResponse),
                 ("Rollback", RollbackRequest, RollbackResponse),
                 ("AllocateIds", AllocateIdsRequest, AllocateIdsResponse),
+                ("ReserveIds", ReserveIdsRequest, ReserveIdsResponse),
                 ("RunAggregationQuery", RunAggregationQueryRequest, RunAggregationQueryResponse),
             )
         }
@@ -304,6 +307,14 @@ class Store:
             project_id=self.project, database_id=self.database, keys=list(keys)
         )
         return list(self._call("AllocateIds", request).keys)
+
+    def reserve_ids(self, keys: Sequence[Any]) -> None:
+        """Keep the allocator from ever handing out these keys' ids (idempotent)."""
+        if keys:
+            request = ReserveIdsRequest(
+                project_id=self.project, database_id=self.database, keys=list(keys)
+            )
+            self._call("ReserveIds", request)
 
     # -- plumbing -------------------------------------------------------------
 

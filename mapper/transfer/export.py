@@ -23,6 +23,8 @@ from mapper.datastore import txn as txns
 from mapper.datastore.metadata import is_reserved_kind, list_kinds, list_namespaces
 from mapper.dispatch.messages import check_job_id
 from mapper.dump.files import open_dump_store
+from mapper.dump.managed.metadata import OVERALL_SUFFIX
+from mapper.dump.managed.tree import output_relpath, write_metadata, write_output
 from mapper.dump.manifest import MANIFEST, Manifest, write_manifest
 from mapper.dump.parts import PartInfo, part_relpath, write_part
 from mapper.engine.jobs import Job, start_job
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
     from mapper.engine.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+
+FORMATS = ("mapper", "managed")
 
 
 class _MapperExport(ndb.Model):
@@ -95,8 +99,12 @@ class ExportMapper(Mapper):
     def end_batch(self, number: int) -> None:
         entities, self._batch = self._batch, []
         namespace = self.params.get("namespace", "")
-        relpath = part_relpath(self.params["kind"], self.shard or 0, number, namespace)
-        info = write_part(self.params["out"], relpath, entities)
+        if self.params.get("format") == "managed":
+            relpath = output_relpath(self.params["kind"], namespace, self.shard or 0, number)
+            info = write_output(self.params["out"], relpath, entities)
+        else:
+            relpath = part_relpath(self.params["kind"], self.shard or 0, number, namespace)
+            info = write_part(self.params["out"], relpath, entities)
         rt = self.runtime
         parent = export_key(self.params["export"], rt.settings.state_namespace)
         record = _MapperExportPart(
@@ -145,6 +153,9 @@ def write_export_manifest(rt: Runtime, export: _MapperExport) -> Manifest:
         ),
         key=lambda part: part.path,
     )
+    if export.metadata.get("format") == "managed":
+        # The table a managed import reads: written last, like a manifest.
+        write_metadata(export.out, export.key.id(), parts)
     manifest = Manifest.build(
         project=export.project,
         database=export.database,
@@ -153,7 +164,8 @@ def write_export_manifest(rt: Runtime, export: _MapperExport) -> Manifest:
         namespaces={namespace for namespace, _ in export.pairs} or {""},
         metadata={"export": export.key.id(), **export.metadata},
     )
-    write_manifest(export.out, manifest)
+    if export.metadata.get("format") != "managed":
+        write_manifest(export.out, manifest)
 
     def mark(t: txns.Txn) -> None:
         current = t.get(export.key)[0]
@@ -180,10 +192,14 @@ class ExportSpec:
     shards: int = 4
     batch_size: int = 500
     id: str | None = None
+    #: "mapper" (mapper's dump) or "managed" (what ``gcloud datastore import`` reads).
+    format: str = "mapper"
 
     def validate(self) -> ExportSpec:
         if not self.out:
             raise ConfigurationError("export needs an output location (--out)")
+        if self.format not in FORMATS:
+            raise ConfigurationError(f"export format must be one of {FORMATS}, got {self.format!r}")
         if self.id is not None:
             check_job_id(self.id)
         for kind in self.kinds:
@@ -235,6 +251,7 @@ def start_export(rt: Runtime, spec: ExportSpec) -> Export:
                 "namespace": namespace,
                 "out": spec.out,
                 "filters": [list(f) for f in spec.filters],
+                **({"format": "managed"} if spec.format == "managed" else {}),
             }
             job_spec = JobSpec(
                 mapper=class_spec(ExportMapper),
@@ -262,7 +279,10 @@ def _create_export(rt: Runtime, export_id: str, spec: ExportSpec, store: Any) ->
         project=rt.settings.project,
         database=rt.settings.database,
         pairs=pairs,
-        metadata={"filters": [list(f) for f in spec.filters]},
+        metadata={
+            "filters": [list(f) for f in spec.filters],
+            **({"format": "managed"} if spec.format == "managed" else {}),
+        },
         created=utcnow(),
     )
 
@@ -325,7 +345,9 @@ def export_status(rt: Runtime, export_id: str) -> ExportInfo:
         }
         for (ns, kind), j in zip(export.pairs, jobs, strict=True)
     ]
-    manifest = open_dump_store(export.out).location(MANIFEST) if export.manifest_written else None
+    # A managed export's table of contents is its overall metadata file, named by the id.
+    written = f"{export_id}{OVERALL_SUFFIX}" if export.metadata.get("format") else MANIFEST
+    manifest = open_dump_store(export.out).location(written) if export.manifest_written else None
     return ExportInfo(
         id=export_id,
         status=roll_up((j.status for j in jobs), done),

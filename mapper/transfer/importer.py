@@ -29,7 +29,8 @@ from mapper.datastore.keywalk import (
 )
 from mapper.dispatch.messages import check_job_id
 from mapper.dump.files import open_dump_store
-from mapper.dump.manifest import Manifest, read_manifest, validate_dump
+from mapper.dump.manifest import Manifest
+from mapper.dump.sources import read_manifest, resolve_source, validate_dump
 from mapper.engine.jobs import start_job
 from mapper.engine.records import JobStatus
 from mapper.engine.status import (
@@ -106,7 +107,13 @@ def plan_import(rt: Runtime, spec: ImportSpec) -> dict[str, Any]:
     Raises DumpFormatError (naming file and line) or ConfigurationError before
     anything is written.
     """
-    spec.validate()
+    return _plan(rt, spec)[0]
+
+
+def _plan(rt: Runtime, spec: ImportSpec) -> tuple[dict[str, Any], Manifest]:
+    """The plan and the table of contents it validated (a managed export's is built by
+    a pass over its files: the import then stages the same one instead of another)."""
+    spec = dataclasses.replace(spec.validate(), source=resolve_source(spec.source))
     manifest = read_manifest(spec.source)
     moves = partition_moves(rt, manifest, spec)
     per_kind: dict[str, int] = collections.Counter()
@@ -115,7 +122,7 @@ def plan_import(rt: Runtime, spec: ImportSpec) -> dict[str, Any]:
     referenced: set[str] = set()  # kinds something in the dump points at
     depth_of: dict[str, int] = {}  # the longest key path per kind
 
-    def check(pb: Any, where: str, lineno: int) -> None:
+    def check(pb: Any, where: str, lineno: int | None) -> None:
         if partition_of(pb.key)[:2] != expected:
             message = f"{key_repr(pb.key)} is not of the dump's project {expected[0]!r}"
             raise DumpFormatError(message, where, lineno)
@@ -125,8 +132,8 @@ def plan_import(rt: Runtime, spec: ImportSpec) -> dict[str, Any]:
         kind = pb.key.path[-1].kind
         depth_of[kind] = max(depth_of.get(kind, 0), len(pb.key.path))
 
-    validate_dump(spec.source, check)
-    return {
+    validate_dump(spec.source, check, manifest)
+    plan = {
         "source": open_dump_store(spec.source).location(),
         "mode": spec.mode,
         "from": {"project": manifest.project, "database": manifest.database},
@@ -141,6 +148,7 @@ def plan_import(rt: Runtime, spec: ImportSpec) -> dict[str, Any]:
         # rest get their keys in the write stage.
         "referenced_depth": max((depth_of.get(k, 0) for k in referenced), default=0),
     }
+    return plan, manifest
 
 
 def partition_moves(
@@ -174,15 +182,15 @@ def start_import(rt: Runtime, spec: ImportSpec) -> tuple[dict[str, Any], ImportR
     for a client-chosen ``spec.id``: a second start re-drives every stage already
     started (the command re-run after its process died goes on where it stopped).
     """
-    plan = plan_import(rt, spec)
+    spec = dataclasses.replace(spec, source=resolve_source(spec.source))
+    plan, manifest = _plan(rt, spec)
     if spec.dry_run:
         if spec.mode == "remap":
-            params = plan_params(rt, spec, "dry-run", plan, read_manifest(spec.source))
-            plan["remap"] = plan_remap(rt, spec, params)
+            params = plan_params(rt, spec, "dry-run", plan, manifest)
+            plan["remap"] = plan_remap(rt, spec, params, manifest)
         return plan, None
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     import_id = spec.id or f"import-{stamp}-{uuid.uuid4().hex[:6]}"
-    manifest = read_manifest(spec.source)
     params = plan_params(rt, spec, import_id, plan, manifest)
     locks.acquire(rt, import_id, lock_targets(params), lambda holder: _is_live(rt, holder))
     _stage_parts(rt, import_id, spec.source, manifest)

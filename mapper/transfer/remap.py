@@ -31,7 +31,8 @@ from mapper.datastore.keywalk import (
 )
 from mapper.datastore.query import kind_query, results, value_filter
 from mapper.datastore.rpc import Key
-from mapper.dump.parts import PartInfo, read_part
+from mapper.dump.parts import PartInfo
+from mapper.dump.sources import read_part
 from mapper.errors import InvalidJobError, PermanentSliceError
 from mapper.transfer.keymap import (
     ALLOCATED,

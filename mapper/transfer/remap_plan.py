@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from mapper.datastore.keys import key_bytes, key_repr
 from mapper.datastore.keywalk import reference_values
-from mapper.dump.manifest import read_manifest
-from mapper.dump.parts import read_part
+from mapper.dump.sources import read_part
 from mapper.transfer.remap import ImportStage, natural_match, parent_key
 
 if TYPE_CHECKING:
+    from mapper.dump.manifest import Manifest
     from mapper.engine.runtime import Runtime
     from mapper.transfer.importer import ImportSpec
 
@@ -24,11 +24,13 @@ SAMPLES = 5
 COLUMNS = ("inserts", "merges", "conflicts", "dangling")
 
 
-def plan_remap(rt: Runtime, spec: ImportSpec, params: dict[str, Any]) -> dict[str, Any]:
-    """Per kind: inserts, natural-key merges, name conflicts and dangling references."""
+def plan_remap(
+    rt: Runtime, spec: ImportSpec, params: dict[str, Any], manifest: Manifest
+) -> dict[str, Any]:
+    """Per kind: inserts, natural-key merges, name conflicts and dangling references, over
+    the parts of ``manifest`` (the dump's validated table of contents)."""
     stage = ImportStage(**params)
     stage.bind(params["import"], None, rt)
-    manifest = read_manifest(spec.source)
     dump_keys = {
         key_bytes(pb.key)
         for part in manifest.parts

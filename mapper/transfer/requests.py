@@ -17,7 +17,7 @@ from mapper.transfer.options import RemapOptions, parse_options
 
 EXPORT_FIELDS = frozenset(
     {"out", "kinds", "namespaces", "namespace", "all_namespaces", "filters"}
-    | {"shards", "batch_size", "id"}
+    | {"shards", "batch_size", "id", "format"}
 )
 #: Remap option fields by their request name (the HTTP API's, the CLI's flag without
 #: dashes), and the parse_options argument each one fills.

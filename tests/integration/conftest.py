@@ -11,6 +11,7 @@ from google.cloud import ndb
 from mapper.cli.main import main
 from mapper.engine.runtime import Runtime
 from mapper.settings import Settings
+from mapper.testing.emulator import Emulator
 from mapper.testing.faults import FaultPlan
 from tests.support.mappers import Person
 
@@ -69,3 +70,12 @@ def cli(
         return runner.invoke(main, list(args), catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture
+def needs_managed_export(emulator: Emulator) -> None:
+    if emulator.kind != "datastore":
+        pytest.skip(
+            "the Firestore emulator has no managed export/import endpoints "
+            "(DESIGN.md emulator table)"
+        )
