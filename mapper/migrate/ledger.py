@@ -109,7 +109,9 @@ class LedgerLock:
     def __init__(self, rt: Runtime, by: str, seconds: float = 60.0):
         self.rt, self.by, self.seconds = rt, by, seconds
         self.token = uuid.uuid4().hex
-        self.key = ndb.Key(_MapperMigrationLock, "ledger", namespace=rt.settings.state_namespace)
+        with rt.context():  # an ndb key needs a context for its project
+            ns = rt.settings.state_namespace
+            self.key = ndb.Key(_MapperMigrationLock, "ledger", namespace=ns)
 
     def try_take(self) -> _MapperMigrationLock | None:
         """Take or renew the lock; returns the other holder's record if it is held."""
