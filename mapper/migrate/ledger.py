@@ -130,6 +130,14 @@ class LedgerLock:
         with self.rt.context():
             return txns.run_in_transaction(self.rt.store, fn)
 
+    def holder(self) -> _MapperMigrationLock | None:
+        """The record of whoever else holds the lock now (None: it is free)."""
+        with self.rt.context():
+            lock = txns.get(self.rt.store, self.key)[0]
+        if lock is None or lock.token == self.token or not lock.until or lock.until <= utcnow():
+            return None
+        return lock  # type: ignore[no-any-return]
+
     def renew(self) -> None:
         holder = self.try_take()
         if holder is not None:

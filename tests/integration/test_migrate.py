@@ -8,12 +8,14 @@ import importlib
 import shutil
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from examples.shop.seed import seed as seed_shop
+from handlers import create_app
 from mapper.datastore.keys import key_bytes
 from mapper.datastore.query import shard_query, stream
 from mapper.datastore.rpc import Key
@@ -332,3 +334,63 @@ def test_run_dry_run_reports_per_kind_and_writes_nothing(runtime, namespace, see
         "9",
     )
     assert "    Person                          9        9        0          0" in sampled.stdout
+
+
+@pytest.fixture
+def app_for(runtime):
+    """app_for(package): the repository's app, auth off, with that migrations package."""
+    apps = []
+
+    def make(package: str | None):
+        settings = runtime.settings.replace(auth="off", migrations_package=package)
+        app = create_app(runtime=Runtime(settings))
+        apps.append(app)
+        return app.test_client()
+
+    yield make
+    for app in apps:
+        app.extensions["mapper"].close()
+
+
+def test_http_lists_the_ledger_applies_and_the_status_page_shows_it(
+    app_for, runtime, namespace, package, shop
+):
+    name, _ = package
+    client = app_for(name)
+    listed = client.get("/_mapper/migrations").get_json()
+    assert listed["pending"] == NAMES and listed["package"] == name
+    audit = client.post("/_mapper/migrations/apply", json={"dry_run": True, "namespace": namespace})
+    assert audit.status_code == 200
+    assert audit.get_json()["dry_run"][0]["steps"][0]["kinds"]["Member"]["changed"] == 30
+
+    started = client.post("/_mapper/migrations/apply", json={"namespace": namespace, "by": "ci"})
+    assert started.status_code == 202 and started.get_json()["started"]
+    deadline = time.monotonic() + 60
+    while client.get("/_mapper/migrations").get_json()["pending"]:
+        assert time.monotonic() < deadline, "the apply did not finish"
+        time.sleep(0.2)
+    ledger = client.get("/_mapper/migrations").get_json()
+    assert [m["state"] for m in ledger["migrations"]] == ["applied"] * 3
+    assert {m["by"] for m in ledger["migrations"]} == {"ci"}
+    again = client.post("/_mapper/migrations/apply", json={"namespace": namespace, "wait": True})
+    assert again.status_code == 200 and again.get_json()["applied_now"] == []
+
+    page = client.get("/_mapper/").get_data(as_text=True)
+    assert f"migrations of {name}" in page
+    assert 'id="migration-0003_load_countries" data-state="applied"' in page
+    assert f'href="/_mapper/console/migrate-{NAMES[0]}-r1-s0"' in page
+
+
+def test_http_apply_refuses_clearly(app_for, runtime, package):
+    name, _ = package
+    client = app_for(name)
+    unknown = client.post("/_mapper/migrations/apply", json={"packages": "x"})
+    assert (
+        unknown.status_code == 400 and "unknown field(s): packages" in unknown.get_json()["error"]
+    )
+    LedgerLock(runtime, "deploy-9@ci").try_take()
+    busy = client.post("/_mapper/migrations/apply", json={})
+    assert busy.status_code == 409
+    assert "migrations are being applied by deploy-9@ci" in busy.get_json()["error"]
+    unset = app_for(None).get("/_mapper/migrations")
+    assert unset.status_code == 404 and "MAPPER_MIGRATIONS" in unset.get_json()["error"]
