@@ -1,1 +1,2 @@
-"""The shop's data migrations, applied in order by ``mapper migrate --package examples.shop.migrations``."""
+"""The shop's data migrations, applied in order by
+``mapper migrate --package examples.shop.migrations``."""
