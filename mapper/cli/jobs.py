@@ -98,7 +98,7 @@ def print_audit(info: JobInfo) -> None:
     lines = render_audit(
         [{"name": f"dry run {info.id}", "steps": [{**step, **audit_summary(info.counters)}]}]
     )
-    click.echo("\n".join(lines[1:]))
+    click.echo("\n".join(lines[2:]))  # the table and diffs: no migration or step heading
     click.echo("dry run: nothing was written")
 
 
