@@ -140,6 +140,8 @@ class LoadDump:
             info = import_status(rt, job_id)
         except NotFoundError:
             info = None
+        if info is not None and info.status == JobStatus.SUCCEEDED:
+            return ImportRun(rt, job_id)  # done before its ledger entry said so
         if info is not None and info.status == JobStatus.FAILED:
             for index in range(len(info.stages)):
                 stage = f"{job_id}-{index}"

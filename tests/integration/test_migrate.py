@@ -334,6 +334,18 @@ def test_run_dry_run_reports_per_kind_and_writes_nothing(runtime, namespace, see
         "9",
     )
     assert "    Person                          9        9        0          0" in sampled.stdout
+    exactly_once = cli(
+        "run",
+        "tests.support.mappers:TouchPeople",
+        "--namespace",
+        namespace,
+        "--dry-run",
+        "--exactly-once",
+    )
+    assert (
+        "    Person                         40       40        0          0" in exactly_once.stdout
+    )
+    assert all(not p.touched for p in people())
 
 
 @pytest.fixture
