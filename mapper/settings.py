@@ -61,6 +61,9 @@ class Settings:
     upload_max_bytes: int = 256 * 1024 * 1024
     upload_max_unpacked_bytes: int = 1024 * 1024 * 1024
     upload_max_members: int = 100_000
+    #: The app's migrations package (``myapp.migrations``): ``/_mapper/migrations`` and the
+    #: status page list its ledger. None: no migrations over HTTP.
+    migrations_package: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -92,6 +95,7 @@ class Settings:
             upload_location=env.get("MAPPER_UPLOAD_LOCATION", "uploads"),
             ndb_global_cache=env.get("MAPPER_NDB_GLOBAL_CACHE") or None,
             url_prefix=env.get("MAPPER_URL_PREFIX") or "/_mapper",
+            migrations_package=env.get("MAPPER_MIGRATIONS") or None,
             upload_max_bytes=int(_number(env, "MAPPER_UPLOAD_MAX_BYTES", cls.upload_max_bytes)),
             upload_max_unpacked_bytes=int(
                 _number(env, "MAPPER_UPLOAD_MAX_UNPACKED_BYTES", cls.upload_max_unpacked_bytes)

@@ -8,9 +8,11 @@ from typing import Any
 
 import click
 
+from mapper.cli.audit import render_audit
 from mapper.cli.common import exit_for, parse_param, runtime
 from mapper.cli.progress import Progress
 from mapper.engine.adapter import Adapter
+from mapper.engine.audit import audit_summary
 from mapper.engine.jobs import Job, abort_job, pause_job, resume_job, start_job
 from mapper.engine.loading import load_mapper_class
 from mapper.engine.runtime import Runtime
@@ -30,6 +32,8 @@ logger = logging.getLogger(__name__)
 @click.option("--exactly-once", is_flag=True, help="Write each batch with its checkpoint.")
 @click.option("--id", "job_id", default=None, help="Client-chosen job id (idempotent start).")
 @click.option("--no-wait", is_flag=True, help="Return once the job is enqueued.")
+@click.option("--dry-run", is_flag=True, help="Map, write nothing; count what would change.")
+@click.option("--sample", type=int, default=None, help="With --dry-run: map only N entities.")
 def run(
     mapper_spec: str,
     shards: int,
@@ -39,8 +43,16 @@ def run(
     exactly_once: bool,
     job_id: str | None,
     no_wait: bool,
+    dry_run: bool,
+    sample: int | None,
 ) -> None:
-    """Run MODULE:CLASS as a job; waits with a progress bar unless --no-wait."""
+    """Run MODULE:CLASS as a job; waits with a progress bar unless --no-wait.
+
+    --dry-run maps every entity (or --sample N) and writes nothing: it reports per
+    kind what would be put, changed, deleted and unchanged, and a few diffs.
+    """
+    if sample is not None and not dry_run:
+        raise click.UsageError("--sample N needs --dry-run")
     mapper = load_mapper_class(mapper_spec)(**dict(parse_param(p) for p in params))
     spec = spec_for(
         mapper,
@@ -49,6 +61,8 @@ def run(
         namespace=namespace,
         exactly_once=exactly_once,
         job_id=job_id,
+        dry_run=dry_run,
+        sample=sample,
     )
     rt = runtime()
     if no_wait and rt.dispatcher.in_process:
@@ -61,8 +75,10 @@ def run(
     if no_wait:
         click.echo(job.id)
         return
-    info = job.wait(progress=Progress(total))
+    info = job.wait(progress=Progress(sample if dry_run and sample else total))
     print_summary(info)
+    if info.dry_run:
+        print_audit(info)
     exit_for(info)
 
 
@@ -76,8 +92,20 @@ def count_entities(rt: Runtime, mapper: Any, namespace: str) -> int | None:
         return None
 
 
+def print_audit(info: JobInfo) -> None:
+    """A dry run's per-kind table and its diffs."""
+    step = {"step": 0, "describe": info.mapper, "diffs": list(info.diffs)}
+    lines = render_audit(
+        [{"name": f"dry run {info.id}", "steps": [{**step, **audit_summary(info.counters)}]}]
+    )
+    click.echo("\n".join(lines[2:]))  # the table and diffs: no migration or step heading
+    click.echo("dry run: nothing was written")
+
+
 def print_summary(info: JobInfo) -> None:
-    counters = ", ".join(f"{k}={v}" for k, v in info.counters.items())
+    counters = ", ".join(
+        f"{k}={v}" for k, v in info.counters.items() if not k.startswith("dry_run.")
+    )
     click.echo(f"job {info.id} {info.status.value}: {counters}")
     if info.error:
         click.echo(f"  error: {info.error}")

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from mapper.cli import cleanup, dump, jobs
+from mapper.cli import cleanup, dump, jobs, migrate
 from mapper.errors import MapperError
 
 
@@ -57,3 +57,4 @@ for command in (jobs.run, jobs.status, jobs.abort, jobs.pause, jobs.resume):
 main.add_command(dump.export)
 main.add_command(dump.import_)
 main.add_command(cleanup.cleanup)
+main.add_command(migrate.migrate)

@@ -52,7 +52,8 @@ def finalize(rt: Runtime, task: FinalizeTask) -> None:
     try:
         with _Renewal(rt, jkey, token):
             rt.fault("before_finish", job_id=task.job_id, token=token)
-            mapper.finish()
+            if not job.dry_run:  # finish() acts on a job's results: an audit has none
+                mapper.finish()
     except Exception as error:
         _record_failure(rt, jkey, token, error)
         return

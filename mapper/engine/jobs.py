@@ -95,6 +95,9 @@ def _create_job_record(rt: Runtime, job_id: str, spec: JobSpec) -> _MapperJob:
             namespace=spec.namespace,
             batch_size=spec.batch_size,
             exactly_once=spec.exactly_once,
+            dry_run=spec.dry_run,
+            sample=spec.sample,
+            before_write=spec.before_write,
             shards_requested=spec.shards,
             created=now,
             updated=now,
@@ -192,6 +195,41 @@ def resume_job(rt: Runtime, job_id: str) -> JobInfo:
             {JobStatus.PAUSED, JobStatus.RUNNING},
             bump_generation=True,
         )
+        _drive(rt, job_id)
+        return job_status(rt, job_id)
+
+
+def retry_job(rt: Runtime, job_id: str) -> JobInfo:
+    """Run a FAILED job again: its failed shards go on from their checkpoints.
+
+    Batches already checkpointed are not mapped again; done shards stay done; a
+    job that failed in finish() finalizes again. With the local dispatcher the
+    caller waits for it (``Job(rt, job_id).wait()``).
+    """
+    check_job_id(job_id)
+    ns = rt.settings.state_namespace
+
+    def reopen_job(t: txns.Txn) -> _MapperJob:
+        job = t.get(job_key(job_id, ns))[0]
+        if job is None:
+            raise NotFoundError(f"no job {job_id!r}")
+        if job.job_status != JobStatus.FAILED:
+            raise JobStateError(f"job {job_id!r} is {job.status}; only a failed job is retried")
+        job.reopen()
+        t.put(job)
+        return job
+
+    def reopen_shard(t: txns.Txn, skey: Any) -> None:
+        shard = t.get(skey)[0]
+        if shard is not None and shard.shard_status == ShardStatus.FAILED:
+            shard.reopen()
+            t.put(shard)
+
+    with rt.context():
+        job = txns.run_in_transaction(rt.store, reopen_job)
+        for index in range(len(job.ranges)):
+            skey = shard_key(job_id, index, ns)
+            txns.run_in_transaction(rt.store, functools.partial(reopen_shard, skey=skey))
         _drive(rt, job_id)
         return job_status(rt, job_id)
 

@@ -76,6 +76,11 @@ class _MapperJob(ndb.Model):
     namespace = ndb.TextProperty(default="")
     batch_size = ndb.IntegerProperty(indexed=False, default=100)
     exactly_once = ndb.BooleanProperty(indexed=False, default=False)
+    #: An audit run (writes nothing); ``sample``: at most this many entities mapped.
+    dry_run = ndb.BooleanProperty(indexed=False, default=False)
+    sample = ndb.IntegerProperty(indexed=False)
+    #: ``{"call": "module:function", ...}`` run before each batch's writes, or None.
+    before_write = ndb.JsonProperty()
     shards_requested = ndb.IntegerProperty(indexed=False, default=1)
     #: Shard ranges as [[start_key_bytes_hex | None, end_key_bytes_hex | None], ...].
     ranges = ndb.JsonProperty(default=[])
@@ -136,6 +141,15 @@ class _MapperJob(ndb.Model):
     def renew_finalize(self, seconds: float) -> None:
         self.finalize_lease_until = utcnow() + datetime.timedelta(seconds=seconds)
 
+    def reopen(self) -> None:
+        """A FAILED job runs again: RUNNING, a new generation, the error cleared."""
+        self.move_to(JobStatus.RUNNING)
+        self.finished = None
+        self.generation = (self.generation or 0) + 1
+        self.error = self.failed_key = self.failed_shard = None
+        self.finalize_token = self.finalize_lease_until = None
+        self.finalize_attempts = 0
+
     def finalize_failed(self, message: str, permanent: bool, max_attempts: int) -> bool:
         """Record a failed finish(); True when the job gives up (FAILED)."""
         self.finalize_token = None
@@ -177,6 +191,8 @@ class _MapperShard(ndb.Model):
     updated = ndb.DateTimeProperty(indexed=False)
     #: ``[[epoch seconds, processed], ...]`` at checkpoints, bounded (mapper.engine.samples).
     samples = ndb.JsonProperty(default=[])
+    #: An audit run's first before/after diffs, bounded (mapper.engine.audit.MAX_DIFFS).
+    diffs = ndb.JsonProperty(default=[])
 
     @property
     def shard_status(self) -> ShardStatus:
@@ -228,6 +244,19 @@ class _MapperShard(ndb.Model):
         if finished:
             self.status = ShardStatus.DONE.value
             self.release()
+
+    def keep_diffs(self, diffs: list[dict[str, Any]], limit: int) -> None:
+        """Keep an audit batch's diffs while the shard holds fewer than ``limit``."""
+        self.diffs = (list(self.diffs or []) + diffs)[:limit]
+
+    def reopen(self) -> None:
+        """A FAILED shard runs again from its checkpoint (the job is retried)."""
+        if self.shard_status == ShardStatus.FAILED:
+            self.status = ShardStatus.RUNNING.value
+        self.attempts = 0
+        self.last_error = None
+        self.failed_key = None
+        self.release()
 
     def next_slice(self, step: str | None = None) -> None:
         """The time box ended: the next slice takes over, unleased."""
@@ -302,5 +331,7 @@ INTERNAL_KINDS = frozenset(
         "_MapperKeyMap",
         "_MapperKeyMapPart",
         "_MapperOrphan",
+        "_MapperMigration",
+        "_MapperMigrationLock",
     }
 )

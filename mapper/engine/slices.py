@@ -15,6 +15,7 @@ from mapper.datastore.keys import key_bytes, key_from_bytes, key_repr
 from mapper.datastore.query import EntityStream, shard_query, stream
 from mapper.datastore.rpc import MAX_MUTATIONS, Key, bounded_batches, is_permanent
 from mapper.dispatch.messages import FinalizeTask, SliceTask
+from mapper.engine import audit
 from mapper.engine.adapter import Adapter
 from mapper.engine.loading import load_mapper_class
 from mapper.engine.records import (
@@ -157,6 +158,9 @@ class _SliceRunner:
         self.blind = bool(getattr(mapper, "BLIND_WRITES", False))
         #: The puts of the exactly-once batch in its transaction (a refused commit names one).
         self._puts: list[Any] = []
+        #: Entities mapped and audit diffs kept by this copy (a sampled dry run stops on them).
+        self._processed = 0
+        self._diffs = 0
 
     # -- the loop ---------------------------------------------------------------
 
@@ -166,7 +170,7 @@ class _SliceRunner:
         self.start_key = key_from_bytes(self.shard.start_key)
         self.end_key = key_from_bytes(self.shard.end_key)
         with ndb.get_context().new(namespace=self.job.namespace).use():
-            if self.job.exactly_once:
+            if self.job.exactly_once and not self.job.dry_run:  # a dry run writes nothing
                 self._run_exactly_once()
             else:
                 self._run_default()
@@ -184,21 +188,44 @@ class _SliceRunner:
         entities = self._stream()
         while True:
             self._fault("before_batch")
-            results = entities.take_results(size)
+            left = self._sample_left()
+            results = entities.take_results(size if left is None else min(size, left))
             batch = [result.entity for result in results]
             counts = {"processed": 0}
+            diffs: list[dict[str, Any]] = []
             if batch:
                 puts, deletes, counts = self._map(batch)
                 self._fault("after_map")
                 self._hold_lease()
-                self._write(puts, deletes, counts, results)
-                self.adapter.after_write()
+                if self.job.dry_run:
+                    diffs = self._audit(results, puts, deletes, counts)
+                else:
+                    self._write(puts, deletes, counts, results)
+                    self.adapter.after_write()
                 self._fault("after_write")
             # A look ahead: the next page has had the whole batch's time to arrive.
-            finished = entities.exhausted()
-            self._checkpoint(batch[-1].key if batch else None, counts, finished)
+            finished = entities.exhausted() or (left is not None and left <= len(batch))
+            self._checkpoint(batch[-1].key if batch else None, counts, finished, diffs)
             if self._should_stop(finished):
                 return
+
+    def _sample_left(self) -> int | None:
+        """How many more entities this shard maps in a sampled dry run (None: all)."""
+        sample = self.job.sample
+        if not self.job.dry_run or sample is None:
+            return None
+        shards, index = len(self.job.ranges), self.task.shard
+        share = sample // shards + (1 if index < sample % shards else 0)
+        return max(0, share - (self.shard.processed or 0) - self._processed)
+
+    def _audit(
+        self, results: list[Any], puts: list[Any], deletes: list[Any], counts: dict[str, int]
+    ) -> list[dict[str, Any]]:
+        """A dry run's batch: count what the writes would do, keep a few diffs; write nothing."""
+        room = max(0, audit.MAX_DIFFS - len(self.shard.diffs or []) - self._diffs)
+        more, diffs = audit.audit_batch(self.rt, results, puts, deletes, room)
+        counts.update({k: counts.get(k, 0) + v for k, v in more.items()})
+        return diffs
 
     def _run_exactly_once(self) -> None:
         size = self.job.batch_size
@@ -274,6 +301,14 @@ class _SliceRunner:
     def _write(
         self, puts: list[Any], deletes: list[Any], counts: dict[str, int], results: list[Any]
     ) -> None:
+        if self.job.before_write:
+            batch = (results, puts, deletes)
+            audit.before_write(self.rt, self.job, self.task.shard, self._number(), batch)
+        self._write_checked(puts, deletes, counts, results)
+
+    def _write_checked(
+        self, puts: list[Any], deletes: list[Any], counts: dict[str, int], results: list[Any]
+    ) -> None:
         """Write a batch, each entity it read conflict-checked against the version read.
 
         An entity the app changed in between is read again and mapped again (a few
@@ -333,13 +368,21 @@ class _SliceRunner:
             raise _LeaseLost(f"shard {self.skey.id()} changed hands")
         return shard
 
-    def _checkpoint(self, last: Any, counts: dict[str, int], finished: bool) -> None:
+    def _checkpoint(
+        self,
+        last: Any,
+        counts: dict[str, int],
+        finished: bool,
+        diffs: list[dict[str, Any]] | None = None,
+    ) -> None:
         step = self._step(f"batch {self._number()}")
 
         def fn(t: txns.Txn) -> None:
             shard = self._owned(t, step)
             if shard is None:
                 return
+            if diffs:
+                shard.keep_diffs(diffs, audit.MAX_DIFFS)
             shard.advance(
                 _bytes(last),
                 counts,
@@ -353,6 +396,8 @@ class _SliceRunner:
         txns.run_in_transaction(self.rt.store, fn)
         self.lease_expires = began + self.rt.settings.lease_seconds
         self.batches += 1
+        self._processed += counts.get("processed", 0)
+        self._diffs += len(diffs or [])
         self._fault("after_checkpoint")
 
     def _hold_lease(self) -> None:

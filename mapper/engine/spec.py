@@ -28,6 +28,13 @@ class JobSpec:
     namespace: str = ""
     exactly_once: bool = False
     id: str | None = None
+    #: An audit run: map every entity (or ``sample`` of them), write nothing, and count
+    #: per kind what would be put, changed, deleted and unchanged (mapper.engine.audit).
+    dry_run: bool = False
+    sample: int | None = None
+    #: ``{"call": "module:function", ...params}``: called before each batch's writes with
+    #: the before-images of what it changes (``mapper.engine.audit.BeforeWrite``).
+    before_write: dict[str, Any] | None = None
 
     def validate(self) -> JobSpec:
         """Raise InvalidJobError naming the first bad field."""
@@ -47,7 +54,25 @@ class JobSpec:
             raise InvalidJobError(f"exactly_once must be a boolean, got {self.exactly_once!r}")
         if self.id is not None:
             check_job_id(self.id)
+        self._validate_audit()
         return self
+
+    def _validate_audit(self) -> None:
+        if not isinstance(self.dry_run, bool):
+            raise InvalidJobError(f"dry_run must be a boolean, got {self.dry_run!r}")
+        if self.sample is not None:
+            if not self.dry_run:
+                raise InvalidJobError("sample needs dry_run: a real run maps every entity")
+            check_int("sample", self.sample, 1, 10**9)
+        hook = self.before_write
+        if hook is None:
+            return
+        if not isinstance(hook, dict) or not _SPEC_RE.match(str(hook.get("call", ""))):
+            raise InvalidJobError(
+                f"before_write must be {{'call': 'module:function', ...}}, got {hook!r}"
+            )
+        if self.exactly_once:
+            raise InvalidJobError("before_write (a backup) does not combine with exactly_once")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -74,6 +99,8 @@ def spec_for(
     namespace: str = "",
     exactly_once: bool = False,
     job_id: str | None = None,
+    dry_run: bool = False,
+    sample: int | None = None,
 ) -> JobSpec:
     """The validated JobSpec that runs ``mapper`` (an instance: its class and params)."""
     return JobSpec(
@@ -84,4 +111,6 @@ def spec_for(
         namespace=namespace,
         exactly_once=exactly_once,
         id=job_id,
+        dry_run=dry_run,
+        sample=sample,
     ).validate()

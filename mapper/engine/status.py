@@ -78,6 +78,10 @@ class JobInfo:
     created: str | None
     updated: str | None
     finished: str | None
+    #: An audit run: nothing was written; ``diffs`` are its first before/after diffs.
+    dry_run: bool = False
+    sample: int | None = None
+    diffs: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data, as the HTTP API and ``--json`` print it."""
@@ -99,6 +103,9 @@ def _json_value(value: Any) -> Any:
         return json_ready(value)
     return value
 
+
+#: The audit diffs a JobInfo shows, over all shards.
+MAX_JOB_DIFFS = 10
 
 # -- reading -----------------------------------------------------------------------
 
@@ -153,6 +160,9 @@ def _describe(job: _MapperJob, shards: list[_MapperShard | None]) -> JobInfo:
         created=_iso(job.created),
         updated=_iso(job.updated),
         finished=_iso(job.finished),
+        dry_run=bool(job.dry_run),
+        sample=job.sample,
+        diffs=tuple(d for s in present for d in s.diffs or [])[:MAX_JOB_DIFFS],
     )
 
 

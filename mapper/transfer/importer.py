@@ -84,6 +84,8 @@ class ImportSpec:
     id: str | None = None
     #: Remap mode only: natural keys, names, dangling and conflict policies, schema drift.
     options: RemapOptions = dataclasses.field(default_factory=RemapOptions)
+    #: The writing stage's ``JobSpec.before_write`` hook (a migration's backup), or None.
+    before_write: dict[str, Any] | None = None
 
     def validate(self) -> ImportSpec:
         if self.mode not in MODES:
@@ -241,6 +243,7 @@ def plan_params(
         "state_partition": [rt.settings.project, rt.settings.database],
         "parts": len(manifest.parts),
         "referenced_kinds": plan["referenced_kinds"],
+        "before_write": spec.before_write,
         # Remap: the (target namespace, kind) pairs no other remap import may write meanwhile.
         "locks": sorted([dst[2], kind] for dst in set(moves.values()) for kind in manifest.kinds)
         if spec.mode == "remap"

@@ -171,6 +171,8 @@ def stage_job_spec(params: dict[str, Any], index: int) -> JobSpec:
         batch_size=params["batch_size"],
         namespace=params["state_namespace"],
         id=f"{params['import']}-{index}",
+        # Only the stage that writes entities has before-images to hand a hook.
+        before_write=params.get("before_write") if name in ("keep", "write") else None,
     )
 
 

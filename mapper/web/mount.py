@@ -12,7 +12,7 @@ import flask
 from mapper.engine.runtime import Runtime
 from mapper.errors import ConfigurationError, MapperError, RetrySlice
 from mapper.settings import Settings
-from mapper.web import admin, cleanup_api, imports, status, tasks
+from mapper.web import admin, cleanup_api, imports, migrations_api, status, tasks
 from mapper.web.auth import Verifier
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def init_app(
     refuse_auth_off_on_app_engine(settings)
     runtime = runtime or Runtime(settings)
     app.extensions["mapper"] = runtime
-    for module in (tasks, admin, imports, cleanup_api, status):
+    for module in (tasks, admin, imports, cleanup_api, migrations_api, status):
         app.register_blueprint(module.blueprint(runtime, verifier))
     app.register_error_handler(MapperError, _mapper_error)
     app.register_error_handler(RetrySlice, _retry)

@@ -8,7 +8,8 @@ from typing import Any
 import flask
 
 from mapper.engine.runtime import Runtime
-from mapper.errors import JobStateError, NotFoundError
+from mapper.errors import JobStateError, MapperError, NotFoundError
+from mapper.migrate import runner
 from mapper.web import csrf
 from mapper.web.admin import ACTIONS
 from mapper.web.auth import Verifier, require_admin_auth
@@ -45,6 +46,7 @@ def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Bluep
             statuses=STATUSES,
             refresh=refresh,
             prefix=prefix,
+            ledger=_ledger(runtime),
         )
 
     @bp.get("/entries")
@@ -86,6 +88,16 @@ def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Bluep
         return flask.redirect(flask.url_for(".job_page", job_id=job_id, did=action), 303)
 
     return bp
+
+
+def _ledger(rt: Runtime) -> dict[str, Any] | None:
+    """The migrations ledger for the list page (None: no package configured)."""
+    if not rt.settings.migrations_package:
+        return None
+    try:
+        return runner.ledger_status(rt, rt.settings.migrations_package).to_json()
+    except MapperError as error:  # a broken package must not hide the jobs
+        return {"package": rt.settings.migrations_package, "error": str(error)}
 
 
 def _refused(text: str) -> dict[str, str]:
