@@ -18,9 +18,8 @@ from selenium.common.exceptions import NoSuchElementException, StaleElementRefer
 from selenium.webdriver.common.by import By
 
 from examples import blog as sites
-from handlers import create_app
 from mapper.transfer.export import ExportSpec, start_export
-from tests.support.browser import chromium, serving
+from tests.support.browser import chromium, serving_the_app
 
 SLOW = "tests.support.mappers:SlowTouch"
 
@@ -33,10 +32,8 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 @pytest.fixture
 def served(settings) -> Iterator[str]:
-    app = create_app(settings.replace(auth="off"))
-    with serving(app) as url:
+    with serving_the_app(settings) as url:
         yield url
-    app.extensions["mapper"].close()
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ import time
 from collections.abc import Callable
 
 import pytest
-from google.cloud import datastore
 
 from mapper.dump.manifest import read_manifest, validate_dump
 from mapper.dump.parts import read_part
 from mapper.engine.status import job_status
 from mapper.transfer.export import ExportSpec, export_status, start_export
 from mapper.transfer.importer import import_status
+from tests.support.blog import blog_mistakes, seed_blog
 from tests.support.processes import Command, command_starter, finish, kill_when, progress
 
 
@@ -71,21 +71,7 @@ def test_mapper_export_killed_mid_job_finishes_when_run_again(
 def blog_dump(runtime, namespace, datastore_client, tmp_path) -> str:
     """300 authors and 700 posts (each referring to an author), exported to a dump."""
     source = namespace + "src"
-    client = datastore.Client(project=runtime.settings.project, namespace=source)
-    authors = []
-    for i in range(300):
-        author = datastore.Entity(client.key("Author"))
-        author.update({"name": f"author {i}"})
-        authors.append(author)
-    client.put_multi(authors)
-    for start in range(0, 700, 350):
-        posts = []
-        for i in range(start, start + 350):
-            post = datastore.Entity(client.key("Post"))
-            post.update({"title": f"post {i}", "author": authors[i % 300].key})
-            posts.append(post)
-        client.put_multi(posts)
-    client.close()
+    seed_blog(runtime.settings.project, source, authors=300, posts=700)
     out = str(tmp_path / "blog")
     spec = ExportSpec(out=out, kinds=["Author", "Post"], namespaces=[source], batch_size=20)
     assert start_export(runtime, spec).wait(timeout=120).status == "succeeded"
@@ -110,14 +96,4 @@ def test_mapper_import_remap_killed_in_each_stage_finishes_when_run_again(
     info = import_status(runtime, "imp")
     assert info.counters["allocated"] == 1000 and info.counters["put"] == 1000
 
-    client = datastore.Client(project=runtime.settings.project, namespace=target)
-    try:
-        authors = {a.key: a["name"] for a in client.query(kind="Author").fetch()}
-        posts = list(client.query(kind="Post").fetch())
-    finally:
-        client.close()
-    assert sorted(authors.values()) == sorted(f"author {i}" for i in range(300))
-    assert sorted(p["title"] for p in posts) == sorted(f"post {i}" for i in range(700))
-    for post in posts:
-        number = int(post["title"].split()[1])
-        assert authors[post["author"]] == f"author {number % 300}"
+    assert blog_mistakes(runtime.settings.project, target, authors=300, posts=700) == []

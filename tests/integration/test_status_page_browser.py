@@ -10,8 +10,7 @@ import requests
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
-from handlers import create_app
-from tests.support.browser import chromium, serving
+from tests.support.browser import chromium, serving_the_app
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +21,8 @@ def browser() -> Iterator[webdriver.Chrome]:
 
 @pytest.fixture
 def served(settings) -> Iterator[str]:
-    app = create_app(settings.replace(auth="off"))
-    with serving(app) as url:
+    with serving_the_app(settings) as url:
         yield url
-    app.extensions["mapper"].close()
 
 
 def run_job(url: str, body: dict) -> None:

@@ -14,6 +14,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from werkzeug.serving import make_server
 
+from handlers import create_app
 from mapper.testing.process import free_port
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -52,3 +53,14 @@ def serving(app: Any) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.shutdown()
+
+
+@contextlib.contextmanager
+def serving_the_app(settings: Any) -> Iterator[str]:
+    """This repository's app for ``settings`` (auth off) on a free local port; yields its URL."""
+    app = create_app(settings.replace(auth="off"))
+    try:
+        with serving(app) as url:
+            yield url
+    finally:
+        app.extensions["mapper"].close()
