@@ -11,7 +11,7 @@ import click
 from mapper.cli.common import exit_for, parse_param, runtime
 from mapper.cli.progress import Progress
 from mapper.engine.adapter import Adapter
-from mapper.engine.jobs import Job, abort_job, pause_job, resume_job, start_job
+from mapper.engine.jobs import Job, abort_job, pause_job, resume_job, start_job, throttle_job
 from mapper.engine.loading import load_mapper_class
 from mapper.engine.runtime import Runtime
 from mapper.engine.spec import JobSpec, spec_for
@@ -30,6 +30,18 @@ logger = logging.getLogger(__name__)
 @click.option("--exactly-once", is_flag=True, help="Write each batch with its checkpoint.")
 @click.option("--id", "job_id", default=None, help="Client-chosen job id (idempotent start).")
 @click.option("--no-wait", is_flag=True, help="Return once the job is enqueued.")
+@click.option(
+    "--max-rate",
+    type=float,
+    default=None,
+    help="Entities written + deleted per second, for the whole job (default: no limit).",
+)
+@click.option(
+    "--ramp-up/--no-ramp-up",
+    default=None,
+    help="Start at 500 writes/s and grow 50% every 5 minutes "
+    "(default: on, off against an emulator; MAPPER_RAMP_UP).",
+)
 def run(
     mapper_spec: str,
     shards: int,
@@ -39,6 +51,8 @@ def run(
     exactly_once: bool,
     job_id: str | None,
     no_wait: bool,
+    max_rate: float | None,
+    ramp_up: bool | None,
 ) -> None:
     """Run MODULE:CLASS as a job; waits with a progress bar unless --no-wait."""
     mapper = load_mapper_class(mapper_spec)(**dict(parse_param(p) for p in params))
@@ -49,6 +63,8 @@ def run(
         namespace=namespace,
         exactly_once=exactly_once,
         job_id=job_id,
+        max_rate=max_rate,
+        ramp_up=ramp_up,
     )
     rt = runtime()
     if no_wait and rt.dispatcher.in_process:
@@ -130,3 +146,23 @@ def resume(job_id: str) -> None:
     if rt.dispatcher.in_process:
         info = Job(rt, job_id).wait(progress=Progress(None))
     click.echo(f"job {job_id} is {info.status.value}")
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--max-rate", type=float, default=None, help="The job's new rate (ops/s).")
+@click.option("--no-limit", is_flag=True, help="Lift the job's rate limit.")
+@click.option("--ramp-up/--no-ramp-up", default=None, help="Turn the ramp-up on or off.")
+def throttle(job_id: str, max_rate: float | None, no_limit: bool, ramp_up: bool | None) -> None:
+    """Change a running job's rate: its slices take it at their next batch."""
+    if (max_rate is None) == (not no_limit) and ramp_up is None:
+        raise click.UsageError("give --max-rate N or --no-limit (and/or --ramp-up/--no-ramp-up)")
+    if max_rate is not None and no_limit:
+        raise click.UsageError("--max-rate and --no-limit contradict each other")
+    rt = runtime()
+    if max_rate is None and not no_limit:
+        max_rate = job_status(rt, job_id).max_rate  # only the ramp changes
+    info = throttle_job(rt, job_id, max_rate, ramp_up)
+    limit = "no limit" if info.max_rate is None else f"max rate {info.max_rate:g}/s"
+    ramp = "on" if info.ramp_up else "off"
+    click.echo(f"job {job_id} is {info.status.value}: {limit}, ramp-up {ramp}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from typing import Any
 
@@ -28,6 +29,11 @@ class JobSpec:
     namespace: str = ""
     exactly_once: bool = False
     id: str | None = None
+    #: Ops per second for the whole job (writes + deletes; reads for a mapper that does
+    #: not write); None: no limit.
+    max_rate: float | None = None
+    #: The 500/50/5 ramp-up; None: the settings' default, for a mapper that writes.
+    ramp_up: bool | None = None
 
     def validate(self) -> JobSpec:
         """Raise InvalidJobError naming the first bad field."""
@@ -47,6 +53,9 @@ class JobSpec:
             raise InvalidJobError(f"exactly_once must be a boolean, got {self.exactly_once!r}")
         if self.id is not None:
             check_job_id(self.id)
+        check_max_rate(self.max_rate)
+        if self.ramp_up is not None and not isinstance(self.ramp_up, bool):
+            raise InvalidJobError(f"ramp_up must be a boolean, got {self.ramp_up!r}")
         return self
 
     def to_json(self) -> str:
@@ -66,6 +75,19 @@ class JobSpec:
         return cls(**data).validate()
 
 
+def check_max_rate(value: Any) -> None:
+    """Raise InvalidJobError unless ``value`` is None or a positive, finite number."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidJobError(f"max_rate must be a number of entities per second, got {value!r}")
+    if value <= 0:
+        raise InvalidJobError(
+            f"max_rate must be > 0 entities per second, got {value!r} "
+            "(leave it out for no limit; pause a job to stop it)"
+        )
+
+
 def spec_for(
     mapper: Any,
     *,
@@ -74,6 +96,8 @@ def spec_for(
     namespace: str = "",
     exactly_once: bool = False,
     job_id: str | None = None,
+    max_rate: float | None = None,
+    ramp_up: bool | None = None,
 ) -> JobSpec:
     """The validated JobSpec that runs ``mapper`` (an instance: its class and params)."""
     return JobSpec(
@@ -84,4 +108,6 @@ def spec_for(
         namespace=namespace,
         exactly_once=exactly_once,
         id=job_id,
+        max_rate=max_rate,
+        ramp_up=ramp_up,
     ).validate()

@@ -77,6 +77,7 @@ class ExportMapper(Mapper):
     """Writes every entity of one kind in one namespace to part files, as raw protobufs."""
 
     RAW = True
+    WRITES = False  # its rate counts entities read; no write ramp-up
 
     def __init__(self, **params: Any):
         super().__init__(**params)

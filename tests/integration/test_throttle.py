@@ -1,0 +1,231 @@
+"""Throughput control: a job-wide rate limit, the ramp-up, back-off, counted at the RPC boundary.
+
+Writes are counted where they leave the process: every ``Commit`` the Store sends
+passes the fault plan's ``rpc:Commit`` point, which tallies the Person mutations in it
+with the time. The measured numbers are written to ``bench/results/throttle-*.json``
+(the ramp-up one draws docs/ramp-up.svg, see bench/ramp_svg.py).
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import json
+import pathlib
+import random
+import threading
+import time
+
+from google.api_core import exceptions as core_exceptions
+from google.cloud import ndb
+
+from mapper.datastore import txn as txns
+from mapper.engine.jobs import start_job, throttle_job
+from mapper.engine.records import job_key, shard_key
+from mapper.engine.samples import epoch
+from mapper.engine.spec import JobSpec
+from tests.support.mappers import Person
+
+RESULTS = pathlib.Path(__file__).parents[2] / "bench" / "results"
+
+
+class CommitCounter:
+    """Person mutations per Commit sent, with their (wall clock) times."""
+
+    def __init__(self, fail=None):
+        self.events: list[tuple[float, int]] = []
+        self.threads: list[str] = []
+        self.lock = threading.Lock()
+        self.fail = fail  # fail(now) -> bool: refuse this commit with RESOURCE_EXHAUSTED
+
+    def __call__(self, info):
+        request = info["request"]
+        n = sum(
+            1
+            for m in request.mutations
+            if (m.upsert.key if m.HasField("upsert") else m.delete).path[-1].kind == "Person"
+        )
+        if not n:
+            return
+        now = time.time()
+        if self.fail is not None and self.fail(now):
+            raise core_exceptions.TooManyRequests("injected: RESOURCE_EXHAUSTED")
+        with self.lock:
+            self.events.append((now, n))
+            self.threads.append(threading.current_thread().name)
+
+    def max_in_window(self, seconds: float) -> int:
+        times = [t for t, _ in self.events]
+        counts = [n for _, n in self.events]
+        best = 0
+        for i, start in enumerate(times):
+            j = bisect.bisect_left(times, start + seconds)
+            best = max(best, sum(counts[i:j]))
+        return best
+
+    def per_window(self, origin: float, seconds: float, windows: int) -> list[float]:
+        """Rates (ops/s) in consecutive windows of ``seconds`` from ``origin``."""
+        totals = [0] * windows
+        for t, n in self.events:
+            k = int((t - origin) // seconds)
+            if 0 <= k < windows:
+                totals[k] += n
+        return [total / seconds for total in totals]
+
+
+def seed_people(runtime, namespace, n):
+    """n people; returns their sorted ids (for even split points)."""
+    with runtime.context(namespace):
+        keys = []
+        for i in range(0, n, 500):
+            keys += ndb.put_multi([Person(name=f"p{j:05d}") for j in range(i, min(n, i + 500))])
+    return sorted(k.id() for k in keys)
+
+
+def split_spec(runtime, namespace, ids, shards, **options):
+    """A TouchPeople job split into ``shards`` even ranges on both emulators."""
+    step = len(ids) // shards
+    params = {
+        "project": runtime.settings.project,
+        "namespace": namespace,
+        "split": [ids[i * step] for i in range(1, shards)],
+    }
+    return JobSpec(
+        mapper="tests.support.mappers:SplitAt",
+        params=params,
+        namespace=namespace,
+        shards=shards,
+        **options,
+    )
+
+
+def touched(runtime, namespace):
+    with runtime.context(namespace):
+        return collections.Counter(p.touched for p in Person.query().fetch())
+
+
+def save(name, data):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"throttle-{name}.json").write_text(json.dumps(data, indent=1))
+
+
+def test_max_rate_200_holds_every_5_second_window_and_finishes_in_30_seconds(
+    runtime, namespace, faults
+):
+    ids = seed_people(runtime, namespace, 6000)
+    counter = CommitCounter()
+    faults.call_at("rpc:Commit", counter, times=None)
+    began = time.time()
+    job = start_job(runtime, split_spec(runtime, namespace, ids, 2, max_rate=200))
+    status = job.wait(timeout=120)
+    took = time.time() - began
+    worst = counter.max_in_window(5.0)
+    save("max-rate-200", {"seconds": took, "max_in_5s": worst, "events": counter.events})
+    assert status.status == "succeeded"
+    assert status.counters["put"] == 6000
+    assert touched(runtime, namespace) == {1: 6000}
+    assert sum(n for _, n in counter.events) == 6000
+    assert worst <= 200 * 1.1 * 5, worst
+    assert 27.0 <= took <= 33.0, took
+    assert status.max_rate == 200
+    assert status.throttled_seconds > 0
+
+
+def test_ramp_up_follows_the_rule_on_a_compressed_clock_across_4_shards(
+    runtime, namespace, faults
+):
+    runtime.settings = runtime.settings.replace(
+        ramp_start_rate=100.0, ramp_growth=1.5, ramp_step_seconds=5.0
+    )
+    ids = seed_people(runtime, namespace, 8000)
+    counter = CommitCounter()
+    faults.call_at("rpc:Commit", counter, times=None)
+    job = start_job(runtime, split_spec(runtime, namespace, ids, 4, ramp_up=True))
+    with runtime.context():
+        record = txns.get(runtime.store, job_key(job.id, namespace))[0]
+    origin = epoch(record.ramp_started)
+    time.sleep(max(0.0, origin + 20.5 - time.time()))
+    running = job.status()
+    job.abort()
+    runtime.dispatcher.wait_idle(30)
+    measured = counter.per_window(origin, 5.0, 4)
+    # The first window counts from the first write: the shards' first queries take
+    # their time (the Datastore emulator's cold queries), which no rule can give back.
+    first = counter.events[0][0]
+    measured[0] *= 5.0 / (origin + 5.0 - first)
+    rule = [100.0 * 1.5**k for k in range(4)]
+    save("ramp-up", {"origin": origin, "rule": rule, "measured": measured, "events": counter.events})
+    assert len(running.shards) == 4 and running.ramp_up
+    for got, want in zip(measured, rule, strict=True):
+        assert abs(got - want) <= 0.15 * want, (measured, rule)
+
+
+def test_resource_exhausted_commits_slow_the_job_down_and_it_recovers_exactly(
+    runtime, namespace, faults
+):
+    runtime.settings = runtime.settings.replace(backoff_window_seconds=2.0)
+    ids = seed_people(runtime, namespace, 6000)
+    fault_from, fault_to = [0.0], [0.0]
+    rng = random.Random(5)
+
+    def fail(now):
+        return fault_from[0] <= now < fault_to[0] and rng.random() < 0.5
+
+    counter = CommitCounter(fail)
+    faults.call_at("rpc:Commit", counter, times=None)
+    backoffs: list[float] = []
+    faults.call_at("backoff", lambda info: backoffs.append(time.time()), times=None)
+    began = time.time()
+    fault_from[0], fault_to[0] = began + 4.0, began + 9.0
+    job = start_job(runtime, split_spec(runtime, namespace, ids, 2, max_rate=400))
+    status = job.wait(timeout=120)
+    rates = counter.per_window(began, 1.0, int(time.time() - began))
+    save("backoff", {"began": began, "faults": [4.0, 9.0], "rates": rates})
+    assert status.status == "succeeded"
+    assert status.counters == {"processed": 6000, "put": 6000, "deleted": 0}
+    assert touched(runtime, namespace) == {1: 6000}
+    before, during, after = rates[1:4], rates[5:9], rates[11:14]
+    assert min(before) >= 0.8 * 400, rates
+    assert max(during) <= 0.6 * 400, rates
+    assert min(after) >= 0.8 * 400, rates
+    held = [t - began for t in backoffs]
+    assert any(4.0 <= t < 9.5 for t in held), held
+    assert not any(t >= 11.0 for t in held), held  # recovered: one window after the errors
+
+
+def test_a_running_job_takes_a_new_rate_at_its_next_batches(runtime, namespace, faults):
+    ids = seed_people(runtime, namespace, 3000)
+    counter = CommitCounter()
+    faults.call_at("rpc:Commit", counter, times=None)
+    began = time.time()
+    job = start_job(runtime, split_spec(runtime, namespace, ids, 2, max_rate=100))
+    time.sleep(4.0)
+    info = throttle_job(runtime, job.id, 400)
+    assert info.max_rate == 400
+    status = job.wait(timeout=120)
+    rates = counter.per_window(began, 2.0, int((time.time() - began) // 2))
+    assert status.status == "succeeded"
+    assert touched(runtime, namespace) == {1: 3000}
+    assert max(rates[:2]) <= 110, rates
+    assert max(rates[3:5]) >= 300, rates
+
+
+def test_a_slice_waiting_long_for_budget_ends_and_its_successor_comes_later(
+    runtime, namespace, faults
+):
+    runtime.settings = runtime.settings.replace(throttle_max_wait=0.5)
+    seed_people(runtime, namespace, 5)
+    began = time.time()
+    job = start_job(
+        runtime,
+        JobSpec(mapper="tests.support.mappers:TouchPeople", namespace=namespace, max_rate=1),
+    )
+    status = job.wait(timeout=60)
+    took = time.time() - began
+    assert status.status == "succeeded"
+    assert touched(runtime, namespace) == {1: 5}
+    assert status.shards[0].slice >= 4  # a slice a batch: each ended to wait
+    assert 3.5 <= took < 10, took
+    with runtime.context():
+        shard = txns.get(runtime.store, shard_key(job.id, 0, namespace))[0]
+    assert shard.throttled_seconds >= 3.5
