@@ -34,6 +34,9 @@ def _filter(raw: str) -> tuple[str, Any]:
     help="Entities a part.",
 )
 @click.option("--id", "export_id", default=None, help="Client-chosen export id (idempotent).")
+@click.option(
+    "--max-rate", type=float, default=None, help="Entities read per second (default: no limit)."
+)
 def export(
     out: str,
     kinds: tuple[str, ...],
@@ -43,6 +46,7 @@ def export(
     shards: int,
     batch_size: int,
     export_id: str | None,
+    max_rate: float | None,
 ) -> None:
     """Export kinds (raw entities, with or without models) to a dump."""
     spec = export_spec(
@@ -55,6 +59,7 @@ def export(
             "shards": shards,
             "batch_size": batch_size,
             "id": export_id,
+            "max_rate": max_rate,
         }
     )
     started = time.monotonic()
@@ -106,6 +111,12 @@ def _export_summary(info: ExportInfo, seconds: float) -> None:
     help="Parts a batch.",
 )
 @click.option("--id", "import_id", default=None, help="Client-chosen import id (idempotent).")
+@click.option(
+    "--max-rate",
+    type=float,
+    default=None,
+    help="Entities written per second (default: no limit).",
+)
 def import_(source: str, mode: str, **options: Any) -> None:
     """Import the dump in DIR (validated whole before anything is written)."""
     options["id"] = options.pop("import_id")

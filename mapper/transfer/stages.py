@@ -138,6 +138,7 @@ def stage_job_spec(params: dict[str, Any], index: int) -> JobSpec:
         batch_size=params["batch_size"],
         namespace=params["state_namespace"],
         id=f"{params['import']}-{index}",
+        max_rate=params.get("max_rate"),
     )
 
 

@@ -131,9 +131,7 @@ def test_max_rate_200_holds_every_5_second_window_and_finishes_in_30_seconds(
     assert status.throttled_seconds > 0
 
 
-def test_ramp_up_follows_the_rule_on_a_compressed_clock_across_4_shards(
-    runtime, namespace, faults
-):
+def test_ramp_up_follows_the_rule_on_a_compressed_clock_across_4_shards(runtime, namespace, faults):
     runtime.settings = runtime.settings.replace(
         ramp_start_rate=100.0, ramp_growth=1.5, ramp_step_seconds=5.0
     )
@@ -154,7 +152,9 @@ def test_ramp_up_follows_the_rule_on_a_compressed_clock_across_4_shards(
     first = counter.events[0][0]
     measured[0] *= 5.0 / (origin + 5.0 - first)
     rule = [100.0 * 1.5**k for k in range(4)]
-    save("ramp-up", {"origin": origin, "rule": rule, "measured": measured, "events": counter.events})
+    save(
+        "ramp-up", {"origin": origin, "rule": rule, "measured": measured, "events": counter.events}
+    )
     assert len(running.shards) == 4 and running.ramp_up
     for got, want in zip(measured, rule, strict=True):
         assert abs(got - want) <= 0.15 * want, (measured, rule)
@@ -229,3 +229,86 @@ def test_a_slice_waiting_long_for_budget_ends_and_its_successor_comes_later(
     with runtime.context():
         shard = txns.get(runtime.store, shard_key(job.id, 0, namespace))[0]
     assert shard.throttled_seconds >= 3.5
+
+
+# -- the front ends: bad rates are refused before anything is written --------------------
+
+
+def job_ids(runtime, namespace):
+    from mapper.engine.records import _MapperJob
+
+    with runtime.context():
+        return [k.id() for k in _MapperJob.query(namespace=namespace).fetch(keys_only=True)]
+
+
+def test_the_cli_refuses_a_bad_max_rate_before_any_write_and_throttles_a_running_job(
+    cli, runtime, namespace
+):
+    seed_people(runtime, namespace, 20)
+    for bad in ("0", "-3", "nan"):
+        result = cli(
+            "run", "tests.support.mappers:TouchPeople", "--namespace", namespace, "--max-rate", bad
+        )
+        assert result.exit_code == 2, result.output
+        assert "max_rate must be" in result.output
+    assert job_ids(runtime, namespace) == []
+    done = cli(
+        "run",
+        "tests.support.mappers:TouchPeople",
+        "--namespace",
+        namespace,
+        "--max-rate",
+        "50",
+        "--id",
+        "slow",
+    )
+    assert done.exit_code == 0, done.output
+    status = cli("status", "slow", "--json")
+    assert json.loads(status.output)["max_rate"] == 50
+    finished = cli("throttle", "slow", "--max-rate", "10")
+    assert finished.exit_code == 2 and "can no longer change" in finished.output
+    assert cli("throttle", "slow", "--max-rate", "-1").exit_code == 2
+    assert cli("throttle", "slow").exit_code == 2  # nothing to change: a usage error
+
+
+def test_the_http_api_takes_max_rate_at_start_and_on_a_running_job(runtime, namespace):
+    from handlers import create_app
+
+    seed_people(runtime, namespace, 400)
+    app = create_app(runtime=runtime.__class__(runtime.settings.replace(auth="off")))
+    client = app.test_client()
+    try:
+        bad = client.post(
+            "/_mapper/jobs",
+            json={
+                "mapper": "tests.support.mappers:TouchPeople",
+                "namespace": namespace,
+                "max_rate": -1,
+            },
+        )
+        assert bad.status_code == 400 and "max_rate" in bad.json["error"]
+        assert job_ids(runtime, namespace) == []
+        started = client.post(
+            "/_mapper/jobs",
+            json={
+                "mapper": "tests.support.mappers:TouchPeople",
+                "namespace": namespace,
+                "max_rate": 50,
+                "id": "web",
+            },
+        )
+        assert started.status_code == 200, started.json
+        refused = client.post("/_mapper/jobs/web/throttle", json={"max_rate": 0})
+        assert refused.status_code == 400 and "max_rate" in refused.json["error"]
+        changed = client.post("/_mapper/jobs/web/throttle", json={"max_rate": 2000})
+        assert changed.status_code == 200, changed.json
+        assert changed.json["max_rate"] == 2000
+        deadline = time.time() + 60
+        while client.get("/_mapper/jobs/web").json["status"] != "succeeded":
+            assert time.time() < deadline
+            time.sleep(0.2)
+        # 400 entities at 50/s would take 8 s; at 2000/s it is done far sooner
+        assert touched(runtime, namespace) == {1: 400}
+        assert client.post("/_mapper/jobs/nope/throttle", json={"max_rate": 5}).status_code == 404
+    finally:
+        app.extensions["mapper"].close()
