@@ -32,7 +32,8 @@ RESULTS = pathlib.Path(__file__).parents[2] / "bench" / "results"
 class CommitCounter:
     """Person mutations per Commit sent, with their (wall clock) times."""
 
-    def __init__(self, fail=None):
+    def __init__(self, fail=None, kind="Person"):
+        self.kind = kind
         self.events: list[tuple[float, int]] = []
         self.threads: list[str] = []
         self.lock = threading.Lock()
@@ -43,7 +44,7 @@ class CommitCounter:
         n = sum(
             1
             for m in request.mutations
-            if (m.upsert.key if m.HasField("upsert") else m.delete).path[-1].kind == "Person"
+            if (m.upsert.key if m.HasField("upsert") else m.delete).path[-1].kind == self.kind
         )
         if not n:
             return
@@ -312,3 +313,23 @@ def test_the_http_api_takes_max_rate_at_start_and_on_a_running_job(runtime, name
         assert client.post("/_mapper/jobs/nope/throttle", json={"max_rate": 5}).status_code == 404
     finally:
         app.extensions["mapper"].close()
+
+
+def test_a_cleanup_apply_keeps_to_its_max_rate_and_refuses_a_bad_one_before_deleting(
+    cli, namespace, datastore_client
+):
+    from tests.support.cleanup_seed import put
+
+    put(datastore_client, "Order", 300, total=1, legacy_code="x")
+    args = ["cleanup", "stale-properties", "--models", "tests.support.cleanup_models"]
+    args += ["--namespace", namespace, "--apply", "--yes"]
+    refused = cli(*args, "--max-rate", "0")
+    assert refused.exit_code == 2 and "max_rate must be > 0" in refused.output
+    assert all(e.get("legacy_code") for e in datastore_client.query(kind="Order").fetch())
+    began = time.time()
+    applied = cli(*args, "--max-rate", "100")
+    took = time.time() - began
+    assert applied.exit_code == 0, applied.output
+    assert applied.stdout.splitlines()[-1] == "applied: Order=300"
+    assert not any(e.get("legacy_code") for e in datastore_client.query(kind="Order").fetch())
+    assert took >= 2.5, took  # 300 rewrites at 100/s (the first batch goes at once)
