@@ -425,8 +425,10 @@ class _SliceRunner:
     def _back_off(self, cost: int, rate: float | None) -> None:
         """Hold the write back while Datastore pushes back (the client-side rule)."""
         pause = max(0.05, cost / rate) if rate else BACKOFF_PAUSE
+        settings = self.rt.settings
+        most = min(settings.throttle_max_wait, settings.lease_seconds / 4)  # then write anyway
         held = 0.0
-        while held < self.rt.settings.throttle_max_wait and self.throttle.backoff.reject():
+        while held < most and self.throttle.backoff.reject():
             self._fault("backoff")
             time.sleep(pause)
             held += pause
