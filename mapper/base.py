@@ -39,6 +39,9 @@ class Mapper:
     #: read (an app write in between is never lost: the entity is read and mapped
     #: again). True: write blind, for offline jobs with no other writer.
     BLIND_WRITES = False
+    #: False for a mapper that only reads (an export): ``max_rate`` then counts
+    #: entities read, and ramp-up (which is for write load) is off unless asked for.
+    WRITES = True
 
     def __init__(self, **params: Any):
         try:
@@ -103,11 +106,16 @@ class Mapper:
         job_id: str | None = None,
         runtime: Runtime | None = None,
         wait: bool | None = None,
+        max_rate: float | None = None,
+        ramp_up: bool | None = None,
     ) -> Job:
         """Start this mapper as a job and return its handle.
 
         Without ``runtime`` one is built from the environment. With the local
         (in-process) dispatcher ``wait`` defaults to True: the slices run here.
+        ``max_rate`` bounds the whole job's entities written and deleted per second
+        (read, for a mapper with ``WRITES = False``); ``ramp_up`` turns the 500/50/5
+        ramp on or off (default: the settings', see docs/throttling.md).
         """
         spec = spec_for(
             self,
@@ -116,6 +124,8 @@ class Mapper:
             namespace=namespace,
             exactly_once=exactly_once,
             job_id=job_id,
+            max_rate=max_rate,
+            ramp_up=ramp_up,
         )
         owned = runtime is None
         rt = runtime or runtime_from_env()

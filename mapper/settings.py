@@ -64,6 +64,24 @@ class Settings:
     #: The app's migrations package (``myapp.migrations``): ``/_mapper/migrations`` and the
     #: status page list its ledger. None: no migrations over HTTP.
     migrations_package: str | None = None
+    #: Ramp-up (the 500/50/5 rule) for jobs that write, unless a job says otherwise:
+    #: None means on in production and off against an emulator (nothing to warm up there,
+    #: and a test or demo should not wait minutes at 500/s).
+    ramp_up: bool | None = None
+    #: The ramp: ``ramp_start_rate`` ops/s, times ``ramp_growth`` every ``ramp_step_seconds``.
+    ramp_start_rate: float = 500.0
+    ramp_growth: float = 1.5
+    ramp_step_seconds: float = 300.0
+    #: Back-off: the client-side throttling rule looks at this many seconds of writes.
+    backoff_window_seconds: float = 60.0
+    #: A slice waits at most this long for budget (and never past a quarter lease);
+    #: a longer wait ends the slice and its successor is enqueued with that delay.
+    throttle_max_wait: float = 10.0
+
+    @property
+    def ramp_up_default(self) -> bool:
+        """Whether a writing job ramps up when it does not say."""
+        return self.ramp_up if self.ramp_up is not None else self.emulator_host is None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -103,6 +121,14 @@ class Settings:
             upload_max_members=int(
                 _number(env, "MAPPER_UPLOAD_MAX_MEMBERS", cls.upload_max_members)
             ),
+            ramp_up=_flag(env, "MAPPER_RAMP_UP"),
+            ramp_start_rate=_number(env, "MAPPER_RAMP_START_RATE", cls.ramp_start_rate),
+            ramp_growth=_number(env, "MAPPER_RAMP_GROWTH", cls.ramp_growth),
+            ramp_step_seconds=_number(env, "MAPPER_RAMP_STEP_SECONDS", cls.ramp_step_seconds),
+            backoff_window_seconds=_number(
+                env, "MAPPER_BACKOFF_WINDOW_SECONDS", cls.backoff_window_seconds
+            ),
+            throttle_max_wait=_number(env, "MAPPER_THROTTLE_MAX_WAIT", cls.throttle_max_wait),
         )
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]
@@ -147,6 +173,18 @@ class Settings:
                 f"MAPPER_UPLOAD_MAX_MEMBERS must be >= 1, got {uploads!r}"
             )
 
+        throttle = {
+            "MAPPER_RAMP_START_RATE": self.ramp_start_rate,
+            "MAPPER_RAMP_STEP_SECONDS": self.ramp_step_seconds,
+            "MAPPER_BACKOFF_WINDOW_SECONDS": self.backoff_window_seconds,
+            "MAPPER_THROTTLE_MAX_WAIT": self.throttle_max_wait,
+        }
+        for name, value in throttle.items():
+            if not value > 0:
+                raise ConfigurationError(f"{name} must be > 0, got {value!r}")
+        if not self.ramp_growth >= 1:
+            raise ConfigurationError(f"MAPPER_RAMP_GROWTH must be >= 1, got {self.ramp_growth!r}")
+
     def replace(self, **changes: object) -> Settings:
         """A copy with ``changes`` applied and validated."""
         settings = dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -162,3 +200,14 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError as e:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from e
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return None
+    if raw in ("1", "true", "on", "yes"):
+        return True
+    if raw in ("0", "false", "off", "no"):
+        return False
+    raise ConfigurationError(f"{name} must be on or off (1/0, true/false), got {raw!r}")

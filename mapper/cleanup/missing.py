@@ -7,6 +7,7 @@ that scope under a key the dump does not contain was deleted at the source.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from mapper.datastore.keys import key_bytes
 from mapper.datastore.query import filters_from
 from mapper.datastore.rpc import MAX_LOOKUP_KEYS, Key
 from mapper.dump.sources import read_manifest, resolve_source, validate_dump
+from mapper.engine.throttle import BATCH_SECONDS, Pacer
 from mapper.errors import CleanupError
 
 if TYPE_CHECKING:
@@ -90,12 +92,17 @@ def check_covers(
             )
 
 
-def apply_missing(rt: Runtime, plan: Plan) -> dict[str, int]:
-    """Delete the planned keys that still exist; returns {kind: deleted}."""
+def apply_missing(rt: Runtime, plan: Plan, max_rate: float | None = None) -> dict[str, int]:
+    """Delete the planned keys that still exist, at most ``max_rate`` a second;
+    returns {kind: deleted}."""
     keys = [Key.FromString(bytes.fromhex(k)) for k in plan.target["keys"]]
     deleted = 0
-    for chunk in chunks(keys, MAX_LOOKUP_KEYS):
+    pacer = Pacer()
+    size = MAX_LOOKUP_KEYS if max_rate is None else max(1, int(max_rate * BATCH_SECONDS))
+    for chunk in chunks(keys, min(MAX_LOOKUP_KEYS, size)):
         existing = list(rt.store.lookup(chunk).keys())
+        if max_rate is not None and existing:
+            time.sleep(pacer.reserve(len(existing), max_rate))
         rt.store.write([], [Key.FromString(k) for k in existing])
         deleted += len(existing)
     return {plan.target["kind"]: deleted}

@@ -226,7 +226,11 @@ def plan_orphans(rt: Runtime, spec: OrphanSpec, namespace: str = "", shards: int
 
 
 def apply_orphans(
-    rt: Runtime, plan: Plan, action: str | None = None, shards: int = 4
+    rt: Runtime,
+    plan: Plan,
+    action: str | None = None,
+    shards: int = 4,
+    max_rate: float | None = None,
 ) -> dict[str, int]:
     """Delete, null or cascade the orphans the plan's scan recorded, each checked again.
 
@@ -243,6 +247,7 @@ def apply_orphans(
         shards=shards,
         batch_size=500,
         namespace=rt.settings.state_namespace,
+        max_rate=max_rate,
     ).validate()
     info = start_job(rt, job).wait()
     if info.status != JobStatus.SUCCEEDED:

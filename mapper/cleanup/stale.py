@@ -105,24 +105,36 @@ def plan_stale_properties(rt: Runtime, modules: Sequence[str], namespace: str = 
     return plan
 
 
-def apply_stale_kinds(rt: Runtime, plan: Plan, shards: int = 4) -> dict[str, int]:
-    """Delete every entity of each stale kind; returns {kind: deleted}."""
+def apply_stale_kinds(
+    rt: Runtime, plan: Plan, shards: int = 4, max_rate: float | None = None
+) -> dict[str, int]:
+    """Delete every entity of each stale kind (one kind after another); {kind: deleted}."""
     return {
-        kind: _run(rt, DeleteKind, {"kind": kind}, plan, shards) for kind in plan.target["kinds"]
+        kind: _run(rt, DeleteKind, {"kind": kind}, plan, shards, max_rate)
+        for kind in plan.target["kinds"]
     }
 
 
-def apply_stale_properties(rt: Runtime, plan: Plan, shards: int = 4) -> dict[str, int]:
+def apply_stale_properties(
+    rt: Runtime, plan: Plan, shards: int = 4, max_rate: float | None = None
+) -> dict[str, int]:
     """Rewrite the entities of each kind without its stale properties; {kind: rewritten}."""
     return {
-        kind: _run(rt, StripProperties, {"kind": kind, "properties": props}, plan, shards)
+        kind: _run(rt, StripProperties, {"kind": kind, "properties": props}, plan, shards, max_rate)
         for kind, props in plan.target["properties"].items()
     }
 
 
-def _run(rt: Runtime, mapper: type, params: dict[str, Any], plan: Plan, shards: int) -> int:
+def _run(
+    rt: Runtime,
+    mapper: type,
+    params: dict[str, Any],
+    plan: Plan,
+    shards: int,
+    max_rate: float | None = None,
+) -> int:
     spec = JobSpec(mapper=class_spec(mapper), params=params, shards=shards, batch_size=500,
-                   namespace=plan.namespace)  # fmt: skip
+                   namespace=plan.namespace, max_rate=max_rate)  # fmt: skip
     info = start_job(rt, spec).wait()
     if info.status != JobStatus.SUCCEEDED:
         raise CleanupError(f"cleanup job {info.id} {info.status.value}: {info.error}")

@@ -20,6 +20,7 @@ from mapper.cleanup.stale import (
     plan_stale_kinds,
     plan_stale_properties,
 )
+from mapper.engine.spec import check_max_rate
 from mapper.errors import CleanupError
 
 if TYPE_CHECKING:
@@ -32,7 +33,9 @@ class Cleanup:
 
     name: str
     plan: Callable[[Runtime, Mapping[str, Any]], Plan]
-    apply: Callable[[Runtime, Plan], dict[str, int]]
+    #: ``apply(rt, plan, max_rate=None)``: ``max_rate`` bounds entities deleted or
+    #: rewritten per second (None: no limit).
+    apply: Callable[..., dict[str, int]]
     question: str = "Delete all of the above?"
     #: Refuses bad fields before anything connects (the plan checks them again).
     check: Callable[[Mapping[str, Any]], object] = lambda fields: None
@@ -135,14 +138,16 @@ def plan(rt: Runtime, name: str, fields: Mapping[str, Any]) -> Plan:
     return cleanup(name).plan(rt, fields)
 
 
-def apply(rt: Runtime, plan: Plan) -> dict[str, int]:
+def apply(rt: Runtime, plan: Plan, max_rate: float | None = None) -> dict[str, int]:
     """Remove exactly what ``plan`` lists; returns what was removed or rewritten per label.
 
-    A second apply of the same plan finds nothing left to do.
+    A second apply of the same plan finds nothing left to do. ``max_rate``: entities
+    deleted or rewritten per second, at most (None: no limit).
     """
+    check_max_rate(max_rate)
     if plan.empty:
         return {}
-    return cleanup(plan.command).apply(rt, plan)
+    return cleanup(plan.command).apply(rt, plan, max_rate=max_rate)
 
 
 def load_plan(data: Any) -> Plan:

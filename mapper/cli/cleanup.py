@@ -11,6 +11,7 @@ import click
 
 from mapper.cleanup import table
 from mapper.cli.common import parse_param, runtime
+from mapper.engine.spec import check_max_rate
 
 
 def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -20,12 +21,26 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
     fn = click.option("--yes", is_flag=True, help="Do not ask for confirmation (scripts).")(fn)
     fn = click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")(fn)
+    fn = click.option(
+        "--max-rate",
+        type=float,
+        default=None,
+        help="With --apply: entities deleted or rewritten per second (default: no limit).",
+    )(fn)
     return fn
 
 
-def _run(name: str, fields: dict[str, Any], do_apply: bool, yes: bool, as_json: bool) -> None:
+def _run(
+    name: str,
+    fields: dict[str, Any],
+    do_apply: bool,
+    yes: bool,
+    as_json: bool,
+    max_rate: float | None = None,
+) -> None:
     """Plan, print, and apply only when asked: exit 1 stale, 0 clean or applied."""
     table.check(name, fields)
+    check_max_rate(max_rate)
     rt = runtime()
     plan = table.plan(rt, name, fields)
     if as_json:
@@ -41,7 +56,7 @@ def _run(name: str, fields: dict[str, Any], do_apply: bool, yes: bool, as_json: 
         if not sys.stdin.isatty():
             raise click.UsageError("--apply needs --yes when not run on a terminal")
         click.confirm(table.question(name, fields), abort=True, err=as_json)
-    done = table.apply(rt, plan)
+    done = table.apply(rt, plan, max_rate)
     click.echo("applied: " + ", ".join(f"{k}={v}" for k, v in sorted(done.items())), err=as_json)
     sys.exit(0)
 
@@ -54,17 +69,23 @@ def cleanup() -> None:
 @cleanup.command("stale-kinds")
 @click.option("--models", required=True, metavar="MODULE[,MODULE]", help="Modules of models.")
 @_common
-def stale_kinds(models: str, namespace: str, do_apply: bool, yes: bool, as_json: bool) -> None:
+def stale_kinds(
+    models: str, namespace: str, do_apply: bool, yes: bool, as_json: bool, max_rate: float | None
+) -> None:
     """Kinds in the store that no model in --models defines (never mapper's own)."""
-    _run("stale-kinds", {"models": models, "namespace": namespace}, do_apply, yes, as_json)
+    fields = {"models": models, "namespace": namespace}
+    _run("stale-kinds", fields, do_apply, yes, as_json, max_rate)
 
 
 @cleanup.command("stale-properties")
 @click.option("--models", required=True, metavar="MODULE[,MODULE]", help="Modules of models.")
 @_common
-def stale_properties(models: str, namespace: str, do_apply: bool, yes: bool, as_json: bool) -> None:
+def stale_properties(
+    models: str, namespace: str, do_apply: bool, yes: bool, as_json: bool, max_rate: float | None
+) -> None:
     """Stored properties the models no longer define (Expando models excepted)."""
-    _run("stale-properties", {"models": models, "namespace": namespace}, do_apply, yes, as_json)
+    fields = {"models": models, "namespace": namespace}
+    _run("stale-properties", fields, do_apply, yes, as_json, max_rate)
 
 
 @cleanup.command("orphans")
@@ -82,9 +103,11 @@ def stale_properties(models: str, namespace: str, do_apply: bool, yes: bool, as_
 )
 @click.option("--shards", default=4, show_default=True, type=int)
 @_common
-def orphans(do_apply: bool, yes: bool, as_json: bool, **fields: Any) -> None:
+def orphans(
+    do_apply: bool, yes: bool, as_json: bool, max_rate: float | None, **fields: Any
+) -> None:
     """Entities whose parent or referenced key no longer exists."""
-    _run("orphans", fields, do_apply, yes, as_json)
+    _run("orphans", fields, do_apply, yes, as_json, max_rate)
 
 
 @cleanup.command("missing")
@@ -103,8 +126,10 @@ def missing(
     do_apply: bool,
     yes: bool,
     as_json: bool,
+    max_rate: float | None,
     **fields: Any,
 ) -> None:
     """Entities in scope whose keys the (complete) dump in DUMP_DIR does not contain."""
     scope = [parse_param(raw, hint="--filter") for raw in filters]
-    _run("missing", {**fields, "source": dump_dir, "filters": scope}, do_apply, yes, as_json)
+    fields = {**fields, "source": dump_dir, "filters": scope}
+    _run("missing", fields, do_apply, yes, as_json, max_rate)

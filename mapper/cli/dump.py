@@ -42,6 +42,9 @@ def _filter(raw: str) -> tuple[str, Any]:
     show_default=True,
     help="mapper's dump, or a managed export (what `gcloud datastore import` reads).",
 )
+@click.option(
+    "--max-rate", type=float, default=None, help="Entities read per second (default: no limit)."
+)
 def export(
     out: str,
     kinds: tuple[str, ...],
@@ -52,6 +55,7 @@ def export(
     batch_size: int,
     export_id: str | None,
     dump_format: str,
+    max_rate: float | None,
 ) -> None:
     """Export kinds (raw entities, with or without models) to a dump."""
     spec = export_spec(
@@ -65,6 +69,7 @@ def export(
             "batch_size": batch_size,
             "id": export_id,
             "format": dump_format,
+            "max_rate": max_rate,
         }
     )
     started = time.monotonic()
@@ -116,6 +121,12 @@ def _export_summary(info: ExportInfo, seconds: float) -> None:
     help="Parts a batch.",
 )
 @click.option("--id", "import_id", default=None, help="Client-chosen import id (idempotent).")
+@click.option(
+    "--max-rate",
+    type=float,
+    default=None,
+    help="Entities written per second (default: no limit).",
+)
 def import_(source: str, mode: str, **options: Any) -> None:
     """Import the dump in DIR (validated whole before anything is written)."""
     options["id"] = options.pop("import_id")

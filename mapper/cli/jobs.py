@@ -13,7 +13,7 @@ from mapper.cli.common import exit_for, parse_param, runtime
 from mapper.cli.progress import Progress
 from mapper.engine.adapter import Adapter
 from mapper.engine.audit import audit_summary
-from mapper.engine.jobs import Job, abort_job, pause_job, resume_job, start_job
+from mapper.engine.jobs import Job, abort_job, pause_job, resume_job, start_job, throttle_job
 from mapper.engine.loading import load_mapper_class
 from mapper.engine.runtime import Runtime
 from mapper.engine.spec import JobSpec, spec_for
@@ -34,6 +34,18 @@ logger = logging.getLogger(__name__)
 @click.option("--no-wait", is_flag=True, help="Return once the job is enqueued.")
 @click.option("--dry-run", is_flag=True, help="Map, write nothing; count what would change.")
 @click.option("--sample", type=int, default=None, help="With --dry-run: map only N entities.")
+@click.option(
+    "--max-rate",
+    type=float,
+    default=None,
+    help="Entities written + deleted per second, for the whole job (default: no limit).",
+)
+@click.option(
+    "--ramp-up/--no-ramp-up",
+    default=None,
+    help="Start at 500 writes/s and grow 50% every 5 minutes "
+    "(default: on, off against an emulator; MAPPER_RAMP_UP).",
+)
 def run(
     mapper_spec: str,
     shards: int,
@@ -45,6 +57,8 @@ def run(
     no_wait: bool,
     dry_run: bool,
     sample: int | None,
+    max_rate: float | None,
+    ramp_up: bool | None,
 ) -> None:
     """Run MODULE:CLASS as a job; waits with a progress bar unless --no-wait.
 
@@ -63,6 +77,8 @@ def run(
         job_id=job_id,
         dry_run=dry_run,
         sample=sample,
+        max_rate=max_rate,
+        ramp_up=ramp_up,
     )
     rt = runtime()
     if no_wait and rt.dispatcher.in_process:
@@ -158,3 +174,23 @@ def resume(job_id: str) -> None:
     if rt.dispatcher.in_process:
         info = Job(rt, job_id).wait(progress=Progress(None))
     click.echo(f"job {job_id} is {info.status.value}")
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--max-rate", type=float, default=None, help="The job's new rate (ops/s).")
+@click.option("--no-limit", is_flag=True, help="Lift the job's rate limit.")
+@click.option("--ramp-up/--no-ramp-up", default=None, help="Turn the ramp-up on or off.")
+def throttle(job_id: str, max_rate: float | None, no_limit: bool, ramp_up: bool | None) -> None:
+    """Change a running job's rate: its slices take it at their next batch."""
+    if (max_rate is None) == (not no_limit) and ramp_up is None:
+        raise click.UsageError("give --max-rate N or --no-limit (and/or --ramp-up/--no-ramp-up)")
+    if max_rate is not None and no_limit:
+        raise click.UsageError("--max-rate and --no-limit contradict each other")
+    rt = runtime()
+    if max_rate is None and not no_limit:
+        max_rate = job_status(rt, job_id).max_rate  # only the ramp changes
+    info = throttle_job(rt, job_id, max_rate, ramp_up)
+    limit = "no limit" if info.max_rate is None else f"max rate {info.max_rate:g}/s"
+    ramp = "on" if info.ramp_up else "off"
+    click.echo(f"job {job_id} is {info.status.value}: {limit}, ramp-up {ramp}")

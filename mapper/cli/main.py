@@ -52,7 +52,7 @@ def main(verbose: bool, paths: tuple[str, ...]) -> None:
     )
 
 
-for command in (jobs.run, jobs.status, jobs.abort, jobs.pause, jobs.resume):
+for command in (jobs.run, jobs.status, jobs.abort, jobs.pause, jobs.resume, jobs.throttle):
     main.add_command(command)
 main.add_command(dump.export)
 main.add_command(dump.import_)

@@ -45,4 +45,14 @@ class Progress:
             count = f"[{bar}] {done}/{self.total} ({frac:.0%})"
         else:
             count = f"{done} processed"
-        return f"{count}  {rate:,.0f}/s  {shards}  {status.status.value}"
+        return f"{count}  {rate:,.0f}/s  {shards}  {status.status.value}{_throttling(status)}"
+
+
+def _throttling(status: Any) -> str:
+    """The rate budget, for a job that has one: allowed, measured, seconds throttled."""
+    allowed = getattr(status, "allowed_rate", None)
+    if allowed is None:
+        return ""
+    rate = getattr(status, "rate", 0.0) or 0.0
+    throttled = getattr(status, "throttled_seconds", 0.0) or 0.0
+    return f"  allowed {allowed:,.0f}/s, measured {rate:,.0f}/s, throttled {throttled:,.0f}s"

@@ -78,6 +78,8 @@ PERMANENT = (
     core_exceptions.FailedPrecondition,
 )
 
+#: Told the outcome of every attempt of an RPC: None when it answered, else its error.
+Observer = Callable[[BaseException | None], None]
 #: Sends one request and returns its response (raises grpc.RpcError as the channel does).
 Send = Callable[[Any], Any]
 #: Wraps every RPC: called with the RPC's name, its request and ``send``; returns the
@@ -232,6 +234,7 @@ class Store:
         deletes: Sequence[Any] = (),
         transaction: bytes | None = None,
         versions: Mapping[bytes, int] | None = None,
+        observe: Observer | None = None,
     ) -> Any:
         """Write ``upserts`` and ``deletes`` in one commit (no splitting here).
 
@@ -256,11 +259,11 @@ class Store:
             _check_version(mutation, key, versions)
         if self.coherence is None:
             # A non-transactional upsert/delete batch is idempotent: safe to retry.
-            return self._call("Commit", request, retry=transaction is None)
+            return self._call("Commit", request, retry=transaction is None, observe=observe)
         # As ndb does: a failed commit leaves its locks to expire, so no reader
         # caches a value the commit may or may not have replaced.
         locks = self.coherence.lock([e.key for e in upserts] + list(deletes))
-        response = self._call("Commit", request, retry=transaction is None)
+        response = self._call("Commit", request, retry=transaction is None, observe=observe)
         self.coherence.unlock(locks)
         return response
 
@@ -269,15 +272,17 @@ class Store:
         upserts: Sequence[Any],
         deletes: Sequence[Any],
         versions: Mapping[bytes, int] | None = None,
+        observe: Observer | None = None,
     ) -> list[bytes]:
         """Write everything in as many bounded commits as it takes.
 
         Returns the serialized keys whose conflict-checked mutation (see
         :meth:`commit`) was not applied: the entity changed since it was read.
+        ``observe`` is told the outcome of every commit attempt (the throttle's back-off).
         """
         conflicts: list[bytes] = []
         for chunk_puts, chunk_deletes in bounded_batches(upserts, deletes, self.max_commit_bytes):
-            response = self.commit(chunk_puts, chunk_deletes, versions=versions)
+            response = self.commit(chunk_puts, chunk_deletes, versions=versions, observe=observe)
             if versions:
                 keys = [e.key for e in chunk_puts] + list(chunk_deletes)
                 conflicts += [
@@ -337,13 +342,20 @@ class Store:
             return send(request)
         return self.intercept(name, request, send)
 
-    def _call(self, name: str, request: Any, retry: bool = True) -> Any:
+    def _call(
+        self, name: str, request: Any, retry: bool = True, observe: Observer | None = None
+    ) -> Any:
         attempt = 0
         while True:
             try:
-                return self._send(name, request)
+                response = self._send(name, request)
+                if observe is not None:
+                    observe(None)
+                return response
             except (grpc.RpcError, core_exceptions.GoogleAPICallError) as e:
                 error = core_exceptions.from_grpc_error(e) if isinstance(e, grpc.RpcError) else e
+                if observe is not None:
+                    observe(error)
                 attempt += 1
                 if not retry or not isinstance(error, TRANSIENT) or attempt > self.retries:
                     if error is e:

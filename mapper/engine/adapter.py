@@ -59,6 +59,8 @@ class Adapter:
         self.model = not self.raw and not isinstance(mapper.KIND, str)
         self.drop_undeclared = bool(getattr(mapper, "DROP_UNDECLARED", False))
         self.run_hooks = bool(getattr(mapper, "RUN_HOOKS", False))
+        #: False for a mapper that only reads (export): its rate counts entities read.
+        self.writes = bool(getattr(mapper, "WRITES", True))
         #: The key being mapped, so a failure can name it.
         self.current_key: Any = None
         #: ndb post-put and post-delete hooks of the batch, run once its writes committed.

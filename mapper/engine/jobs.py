@@ -22,10 +22,10 @@ from mapper.engine.records import (
     utcnow,
 )
 from mapper.engine.slices import maybe_finalize
-from mapper.engine.spec import JobSpec
+from mapper.engine.spec import JobSpec, check_max_rate
 from mapper.engine.splitting import split_ranges
 from mapper.engine.status import JobInfo, StatusHandle, job_status
-from mapper.errors import JobStateError, NotFoundError
+from mapper.errors import InvalidJobError, JobStateError, NotFoundError
 
 if TYPE_CHECKING:
     from mapper.engine.runtime import Runtime
@@ -51,8 +51,11 @@ def start_job(rt: Runtime, spec: JobSpec) -> Job:
     adapter.filter_pbs()  # bad params or FILTERS fail before any write
     adapter.kind_name()
     job_id = spec.id or new_job_id()
+    ramp_up = spec.ramp_up
+    if ramp_up is None:
+        ramp_up = rt.settings.ramp_up_default and adapter.writes
     with rt.context():
-        job = _create_job_record(rt, job_id, spec)
+        job = _create_job_record(rt, job_id, spec, ramp_up)
         if job.job_status == JobStatus.STARTING:
             rt.fault("start:before_shards", job_id=job_id)
             job, started = _create_shards(rt, job, adapter)
@@ -79,7 +82,7 @@ def _next_generation(t: txns.Txn, key: Any) -> bool:
     return True
 
 
-def _create_job_record(rt: Runtime, job_id: str, spec: JobSpec) -> _MapperJob:
+def _create_job_record(rt: Runtime, job_id: str, spec: JobSpec, ramp_up: bool) -> _MapperJob:
     key = job_key(job_id, rt.settings.state_namespace)
 
     def fn(t: txns.Txn) -> _MapperJob:
@@ -102,6 +105,7 @@ def _create_job_record(rt: Runtime, job_id: str, spec: JobSpec) -> _MapperJob:
             created=now,
             updated=now,
         )
+        job.set_budget(spec.max_rate, ramp_up)
         t.put(job)
         return job
 
@@ -234,6 +238,33 @@ def retry_job(rt: Runtime, job_id: str) -> JobInfo:
         return job_status(rt, job_id)
 
 
+def throttle_job(
+    rt: Runtime, job_id: str, max_rate: float | None, ramp_up: bool | None = None
+) -> JobInfo:
+    """Change a job's rate budget; its running slices take it at their next batch.
+
+    ``max_rate`` None lifts the limit; ``ramp_up`` None keeps the job's setting.
+    """
+    check_job_id(job_id)
+    check_max_rate(max_rate)
+    if ramp_up is not None and not isinstance(ramp_up, bool):
+        raise InvalidJobError(f"ramp_up must be a boolean, got {ramp_up!r}")
+
+    def fn(t: txns.Txn) -> None:
+        job = t.get(job_key(job_id, rt.settings.state_namespace))[0]
+        if job is None:
+            raise NotFoundError(f"no job {job_id!r}")
+        if job.job_status.is_final:
+            raise JobStateError(f"job {job_id!r} is {job.status}; its rate can no longer change")
+        job.set_budget(max_rate, job.ramp_up if ramp_up is None else ramp_up)
+        t.put(job)
+
+    with rt.context():
+        txns.run_in_transaction(rt.store, fn)
+        logger.info("job=%s throttled: max_rate=%s ramp_up=%s", job_id, max_rate, ramp_up)
+        return job_status(rt, job_id)
+
+
 def _drive(rt: Runtime, job_id: str) -> None:
     """Enqueue each unfinished shard's current slice under the job's generation; finalize
     if every shard is done (a pause that landed just before finalize, a dead finish())."""
@@ -296,3 +327,6 @@ class Job(StatusHandle):
 
     def resume(self) -> JobInfo:
         return resume_job(self.rt, self.id)
+
+    def throttle(self, max_rate: float | None, ramp_up: bool | None = None) -> JobInfo:
+        return throttle_job(self.rt, self.id, max_rate, ramp_up)

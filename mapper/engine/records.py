@@ -47,9 +47,14 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
-#: The format of the job and shard records this version writes and reads. A record of a
+#: The newest format of the job and shard records this version reads. A record of a
 #: newer format (written by a newer deploy) is never read as if it were this one.
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2
+#: A record is written as format 1 unless it needs more: a job with a rate budget
+#: (``max_rate`` or ramp-up) is format 2, so a version from before throttling refuses it
+#: instead of running it at full speed. Format-1 records read as unthrottled jobs.
+BASE_FORMAT = 1
+THROTTLED_FORMAT = 2
 
 
 def check_format(record: Any) -> None:
@@ -69,7 +74,7 @@ def check_format(record: Any) -> None:
 class _MapperJob(ndb.Model):
     """One job. Key name: the job id."""
 
-    record_format = ndb.IntegerProperty(indexed=False, default=RECORD_FORMAT)
+    record_format = ndb.IntegerProperty(indexed=False, default=BASE_FORMAT)
     status = ndb.StringProperty(default=JobStatus.STARTING.value)
     mapper = ndb.TextProperty()
     params = ndb.JsonProperty(default={})
@@ -97,6 +102,12 @@ class _MapperJob(ndb.Model):
     created = ndb.DateTimeProperty()
     updated = ndb.DateTimeProperty(indexed=False)
     finished = ndb.DateTimeProperty(indexed=False)
+    #: The rate budget (mapper.engine.throttle): ops per second for the whole job (None:
+    #: no limit), ramp-up on or off, and when the ramp's clock started (the job's last
+    #: move to RUNNING: a start or a resume).
+    max_rate = ndb.FloatProperty(indexed=False)
+    ramp_up = ndb.BooleanProperty(indexed=False, default=False)
+    ramp_started = ndb.DateTimeProperty(indexed=False)
 
     @property
     def job_status(self) -> JobStatus:
@@ -107,11 +118,22 @@ class _MapperJob(ndb.Model):
         return str(self.key.id())
 
     def move_to(self, status: JobStatus) -> None:
-        """Take ``status``; a final one also stamps ``finished``."""
+        """Take ``status``; a final one also stamps ``finished``, a move to RUNNING
+        (a start, a resume) starts the ramp's clock."""
+        if status == JobStatus.RUNNING and self.status != JobStatus.RUNNING.value:
+            self.ramp_started = utcnow()
         self.status = status.value
         self.updated = utcnow()
         if status.is_final:
             self.finished = self.updated
+
+    def set_budget(self, max_rate: float | None, ramp_up: bool) -> None:
+        """The job's rate budget (at start, or changed while it runs)."""
+        self.max_rate = None if max_rate is None else float(max_rate)
+        self.ramp_up = ramp_up
+        throttled = self.max_rate is not None or ramp_up
+        self.record_format = max(self.record_format or BASE_FORMAT, THROTTLED_FORMAT * throttled)
+        self.updated = utcnow()
 
     def fail(self, message: str, failed_key: str | None, shard: int | None) -> None:
         """FAILED with the error, the key it happened at and the shard (None: finish())."""
@@ -165,7 +187,7 @@ class _MapperJob(ndb.Model):
 class _MapperShard(ndb.Model):
     """One shard of a job. Key name: ``{job_id}-{index}``."""
 
-    record_format = ndb.IntegerProperty(indexed=False, default=RECORD_FORMAT)
+    record_format = ndb.IntegerProperty(indexed=False, default=BASE_FORMAT)
     job_id = ndb.TextProperty()
     index = ndb.IntegerProperty(indexed=False)
     status = ndb.TextProperty(default=ShardStatus.RUNNING.value)
@@ -193,6 +215,14 @@ class _MapperShard(ndb.Model):
     samples = ndb.JsonProperty(default=[])
     #: An audit run's first before/after diffs, bounded (mapper.engine.audit.MAX_DIFFS).
     diffs = ndb.JsonProperty(default=[])
+    #: Throttling: the ops per second its last slice measured (over its last 10 s), the
+    #: rate it was allowed, and the seconds spent waiting for budget or backing off.
+    rate = ndb.FloatProperty(indexed=False)
+    allowed_rate = ndb.FloatProperty(indexed=False)
+    throttled_seconds = ndb.FloatProperty(indexed=False, default=0.0)
+    #: Epoch seconds before which the next slice may not write: the budget its
+    #: predecessor spent is paid for then (a fresh slice must not burst).
+    paced_until = ndb.FloatProperty(indexed=False)
 
     @property
     def shard_status(self) -> ShardStatus:
@@ -257,6 +287,12 @@ class _MapperShard(ndb.Model):
         self.last_error = None
         self.failed_key = None
         self.release()
+
+    def note_rate(self, rate: float | None, allowed: float | None, throttled: float) -> None:
+        """A slice's measured and allowed rate, and ``throttled`` more seconds waited."""
+        self.rate = None if rate is None else round(rate, 2)
+        self.allowed_rate = None if allowed is None else round(allowed, 2)
+        self.throttled_seconds = round((self.throttled_seconds or 0.0) + throttled, 3)
 
     def next_slice(self, step: str | None = None) -> None:
         """The time box ended: the next slice takes over, unleased."""

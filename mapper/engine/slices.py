@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as core_exceptions
@@ -28,6 +29,7 @@ from mapper.engine.records import (
     shard_key,
     utcnow,
 )
+from mapper.engine.throttle import Backoff, RampUp, ShardThrottle
 from mapper.errors import PermanentSliceError, RetrySlice, WriteConflict
 
 if TYPE_CHECKING:
@@ -37,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 #: Rounds of read, map and conditional write for entities an app keeps changing.
 CONFLICT_ROUNDS = 5
+#: A batch held back by the back-off waits this long (or one batch of its rate) at a time.
+BACKOFF_PAUSE = 0.2
 
 
 class _LeaseLost(Exception):
@@ -161,6 +165,12 @@ class _SliceRunner:
         #: Entities mapped and audit diffs kept by this copy (a sampled dry run stops on them).
         self._processed = 0
         self._diffs = 0
+        self.writes = self.adapter.writes
+        self.throttle = _throttle_for(rt, job, self._active_shards)
+        if self.shard.paced_until:  # the predecessor's budget, still being paid for
+            self.throttle.pacer.wait_until(self.shard.paced_until - time.time())
+        #: Seconds throttled that the shard record already counts.
+        self._throttled_noted = 0.0
 
     # -- the loop ---------------------------------------------------------------
 
@@ -184,25 +194,38 @@ class _SliceRunner:
         return stream(self.rt.store, query, self.job.namespace)
 
     def _run_default(self) -> None:
-        size = self.job.batch_size
         entities = self._stream()
         while True:
             self._fault("before_batch")
+            budget = self._await_budget(self.job.batch_size, sleep=False)
+            if budget is None:
+                return
+            size, rate, due = budget
             left = self._sample_left()
-            results = entities.take_results(size if left is None else min(size, left))
+            if left is not None:
+                size = min(size, left)
+            results = entities.take_results(size)
             batch = [result.entity for result in results]
             counts = {"processed": 0}
             diffs: list[dict[str, Any]] = []
+            cost = 0
             if batch:
                 puts, deletes, counts = self._map(batch)
                 self._fault("after_map")
+                cost = len(puts) + len(deletes) if self.writes else len(batch)
+                self._sleep_until(due)  # here, so the write leaves at its paced time
+                if cost:
+                    self._back_off(cost, rate)
                 self._hold_lease()
+                if rate is not None and cost:
+                    self.throttle.pacer.sent(cost, rate)
                 if self.job.dry_run:
                     diffs = self._audit(results, puts, deletes, counts)
                 else:
                     self._write(puts, deletes, counts, results)
                     self.adapter.after_write()
                 self._fault("after_write")
+            self.throttle.spent(size, cost, rate)
             # A look ahead: the next page has had the whole batch's time to arrive.
             finished = entities.exhausted() or (left is not None and left <= len(batch))
             self._checkpoint(batch[-1].key if batch else None, counts, finished, diffs)
@@ -232,17 +255,23 @@ class _SliceRunner:
         entities = self._stream(keys_only=True)
         while True:
             self._fault("before_batch")
-            batch = entities.take(size)
+            budget = self._await_budget(size)
+            if budget is None:
+                return
+            take, rate, _ = budget
+            batch = entities.take(take)
             finished = entities.exhausted()
             try:
                 self._exactly_once_batch([e.key for e in batch], finished)
             except _BatchTooLarge as e:
-                if size == 1:
+                self.throttle.spent(take, 0, rate)
+                if take == 1:
                     raise
-                size = max(1, min(size - 1, e.fits or size // 2))
+                size = max(1, min(take - 1, e.fits or take // 2))
                 logger.info("exactly-once batch shrinks to %d: %s", size, e)
                 entities.put_back(batch)
                 continue
+            self.throttle.spent(take, len(batch), rate)
             if self._should_stop(finished):
                 return
 
@@ -282,12 +311,14 @@ class _SliceRunner:
                 self.rt.settings.lease_seconds,
                 step,
             )
+            self._note_rate(shard)
             t.put(shard)
 
         try:
             txns.run_in_transaction(self.rt.store, fn)
             self.lease_expires = began + self.rt.settings.lease_seconds
             self.batches += 1
+            self._throttled_noted = self.throttle.throttled_seconds
             self.adapter.after_write()
         except core_exceptions.InvalidArgument as e:
             # The Datastore emulator allows 25 entity groups per transaction.
@@ -340,7 +371,9 @@ class _SliceRunner:
         self, puts: list[Any], deletes: list[Any], versions: dict[bytes, int] | None = None
     ) -> list[bytes]:
         try:
-            return self.rt.store.write(puts, deletes, versions)
+            return self.rt.store.write(
+                puts, deletes, versions, observe=self.throttle.backoff.observe
+            )
         except core_exceptions.InvalidArgument as e:
             raise _naming_the_key(e, puts) from e
 
@@ -390,6 +423,7 @@ class _SliceRunner:
                 self.rt.settings.lease_seconds,
                 step,
             )
+            self._note_rate(shard)
             t.put(shard)
 
         began = time.monotonic()
@@ -398,7 +432,69 @@ class _SliceRunner:
         self.batches += 1
         self._processed += counts.get("processed", 0)
         self._diffs += len(diffs or [])
+        self._throttled_noted = self.throttle.throttled_seconds
         self._fault("after_checkpoint")
+
+    # -- throttling -----------------------------------------------------------------
+
+    def _await_budget(
+        self, most: int, sleep: bool = True
+    ) -> tuple[int, float | None, float] | None:
+        """Reserve the budget of the next batch; returns its size, the shard's rate and
+        when (monotonic) its write may go, having waited for it unless ``sleep`` is False.
+
+        A wait longer than ``throttle_max_wait`` (or a quarter lease, or the rest of
+        the time box) is not slept through: the slice ends and its successor is
+        enqueued with that delay (None).
+        """
+        size = self.throttle.batch_size(most)
+        wait, rate = self.throttle.reserve(size)
+        now = time.monotonic()
+        if wait <= 0 or rate is None:
+            return size, rate, now
+        settings = self.rt.settings
+        left = settings.slice_seconds - (time.monotonic() - self.started)
+        if wait > min(settings.throttle_max_wait, settings.lease_seconds / 4, left):
+            self.throttle.pacer.cancel(size, rate)
+            self.throttle.waited(wait)
+            self._end_slice(delay=wait)
+            return None
+        if sleep:
+            self._sleep_until(now + wait)
+        return size, rate, now + wait
+
+    def _sleep_until(self, due: float) -> None:
+        wait = due - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+            self.throttle.waited(wait)
+
+    def _back_off(self, cost: int, rate: float | None) -> None:
+        """Hold the write back while Datastore pushes back (the client-side rule)."""
+        pause = max(0.05, cost / rate) if rate else BACKOFF_PAUSE
+        settings = self.rt.settings
+        most = min(settings.throttle_max_wait, settings.lease_seconds / 4)  # then write anyway
+        held = 0.0
+        while held < most and self.throttle.backoff.reject():
+            self._fault("backoff")
+            time.sleep(pause)
+            held += pause
+        self.throttle.waited(held)
+
+    def _note_rate(self, shard: _MapperShard) -> None:
+        """Put the slice's measured and allowed rate and its throttled time on the record."""
+        shard.note_rate(
+            self.throttle.measured_rate(self.started),
+            self.throttle.shard_rate(),
+            self.throttle.throttled_seconds - self._throttled_noted,
+        )
+
+    def _active_shards(self) -> int:
+        """How many of the job's shards have yet to finish (they share its budget)."""
+        ns = self.rt.settings.state_namespace
+        keys = [shard_key(self.task.job_id, i, ns) for i in range(len(self.job.ranges))]
+        shards = txns.get(self.rt.store, *keys)
+        return sum(1 for s in shards if s is not None and not s.shard_status.is_final)
 
     def _hold_lease(self) -> None:
         """Before a side effect: stop if another copy owns the shard now; else make sure
@@ -436,6 +532,7 @@ class _SliceRunner:
         if job is None or job.job_status != JobStatus.RUNNING:
             self._stop(job.job_status if job is not None else JobStatus.ABORTED)
             return True
+        self.throttle.update(job)  # a throttle command may have changed the budget
         elapsed = time.monotonic() - self.started
         per_batch = elapsed / max(1, self.batches)
         if elapsed + 2 * per_batch > self.rt.settings.slice_seconds:
@@ -443,7 +540,10 @@ class _SliceRunner:
             return True
         return False
 
-    def _end_slice(self) -> None:
+    def _end_slice(self, delay: float | None = None) -> None:
+        """Hand the shard to the next slice, enqueued ``delay`` seconds from now; it
+        writes nothing before the budget this slice spent is paid for (``paced_until``)."""
+        debt = self.throttle.pacer.debt()
         step = self._step(f"slice {self.task.slice} ends")
 
         def fn(t: txns.Txn) -> SliceTask:
@@ -451,14 +551,16 @@ class _SliceRunner:
             if shard is None:  # bumped already by this copy: its successor is still due
                 task, generation = self.task, self.shard.generation or 0
                 return SliceTask(task.job_id, task.shard, task.slice + 1, generation)
+            self._note_rate(shard)
+            shard.paced_until = time.time() + debt if debt else None
             shard.next_slice(step)
             t.put(shard)
             return _successor(shard)
 
         successor = txns.run_in_transaction(self.rt.store, fn)
-        self._log("slice ends")
+        self._log("slice ends" + (f", next in {delay:.1f}s (waiting for budget)" if delay else ""))
         self._fault("before_enqueue")
-        self.rt.dispatcher.enqueue(successor)
+        self.rt.dispatcher.enqueue(successor, delay or 0.0)
 
     def _stop(self, status: JobStatus) -> None:
         shard_status = ShardStatus.PAUSED if status == JobStatus.PAUSED else ShardStatus.ABORTED
@@ -576,3 +678,18 @@ def _over_index_bound(value: Any) -> bool:
 
 def _bytes(key: Any | None) -> bytes | None:
     return None if key is None else key_bytes(key)
+
+
+def _throttle_for(rt: Runtime, job: _MapperJob, count_active: Callable[[], int]) -> ShardThrottle:
+    """A slice's throttle: the job's budget, the ramp of the settings, a fresh back-off."""
+    settings = rt.settings
+    throttle = ShardThrottle(
+        rule=RampUp(settings.ramp_start_rate, settings.ramp_growth, settings.ramp_step_seconds),
+        ramp_up=False,
+        max_rate=None,
+        ramp_started=None,
+        backoff=Backoff(settings.backoff_window_seconds),
+        count_active=count_active,
+    )
+    throttle.update(job)
+    return throttle

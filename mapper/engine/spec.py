@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from typing import Any
 
@@ -35,6 +36,11 @@ class JobSpec:
     #: ``{"call": "module:function", ...params}``: called before each batch's writes with
     #: the before-images of what it changes (``mapper.engine.audit.BeforeWrite``).
     before_write: dict[str, Any] | None = None
+    #: Ops per second for the whole job (writes + deletes; reads for a mapper that does
+    #: not write); None: no limit.
+    max_rate: float | None = None
+    #: The 500/50/5 ramp-up; None: the settings' default, for a mapper that writes.
+    ramp_up: bool | None = None
 
     def validate(self) -> JobSpec:
         """Raise InvalidJobError naming the first bad field."""
@@ -55,6 +61,9 @@ class JobSpec:
         if self.id is not None:
             check_job_id(self.id)
         self._validate_audit()
+        check_max_rate(self.max_rate)
+        if self.ramp_up is not None and not isinstance(self.ramp_up, bool):
+            raise InvalidJobError(f"ramp_up must be a boolean, got {self.ramp_up!r}")
         return self
 
     def _validate_audit(self) -> None:
@@ -91,6 +100,19 @@ class JobSpec:
         return cls(**data).validate()
 
 
+def check_max_rate(value: Any) -> None:
+    """Raise InvalidJobError unless ``value`` is None or a positive, finite number."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidJobError(f"max_rate must be a number of entities per second, got {value!r}")
+    if value <= 0:
+        raise InvalidJobError(
+            f"max_rate must be > 0 entities per second, got {value!r} "
+            "(leave it out for no limit; pause a job to stop it)"
+        )
+
+
 def spec_for(
     mapper: Any,
     *,
@@ -101,6 +123,8 @@ def spec_for(
     job_id: str | None = None,
     dry_run: bool = False,
     sample: int | None = None,
+    max_rate: float | None = None,
+    ramp_up: bool | None = None,
 ) -> JobSpec:
     """The validated JobSpec that runs ``mapper`` (an instance: its class and params)."""
     return JobSpec(
@@ -113,4 +137,6 @@ def spec_for(
         id=job_id,
         dry_run=dry_run,
         sample=sample,
+        max_rate=max_rate,
+        ramp_up=ramp_up,
     ).validate()

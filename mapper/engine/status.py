@@ -23,6 +23,8 @@ from mapper.engine.records import (
     shard_key,
     sum_totals,
 )
+from mapper.engine.samples import epoch
+from mapper.engine.throttle import RampUp, allowed_rate
 from mapper.errors import NotFoundError
 
 if TYPE_CHECKING:
@@ -52,6 +54,11 @@ class ShardInfo:
     end: str | None = None
     #: ``[[epoch seconds, processed], ...]`` taken at checkpoints (mapper.engine.samples).
     samples: tuple[tuple[float, int], ...] = ()
+    #: Throttling, as its last slice saw it: ops/s measured and allowed (None: no
+    #: limit), and the seconds it spent waiting for budget or backing off.
+    rate: float | None = None
+    allowed_rate: float | None = None
+    throttled_seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return json_ready(self)
@@ -82,6 +89,14 @@ class JobInfo:
     dry_run: bool = False
     sample: int | None = None
     diffs: tuple[dict[str, Any], ...] = ()
+    #: The rate budget (docs/throttling.md): the job's ``max_rate`` (None: no limit),
+    #: ramp-up on or off, the rate allowed now (the lower of the two; None: no limit),
+    #: the rate its running shards measured, and the seconds its shards spent throttled.
+    max_rate: float | None = None
+    ramp_up: bool = False
+    allowed_rate: float | None = None
+    rate: float = 0.0
+    throttled_seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data, as the HTTP API and ``--json`` print it."""
@@ -119,7 +134,10 @@ def job_status(rt: Runtime, job_id: str) -> JobInfo:
         if job is None:
             raise NotFoundError(f"no job {job_id!r}")
         shards = txns.get(rt.store, *[shard_key(job_id, i, ns) for i in range(len(job.ranges))])
-    return _describe(job, shards)
+    ramp = RampUp(
+        rt.settings.ramp_start_rate, rt.settings.ramp_growth, rt.settings.ramp_step_seconds
+    )
+    return _describe(job, shards, ramp)
 
 
 def latest_job_id(rt: Runtime) -> str | None:
@@ -140,8 +158,13 @@ def list_jobs(rt: Runtime, limit: int = 50) -> list[JobInfo]:
     return [job_status(rt, job_id) for job_id in list_job_ids(rt, limit)]
 
 
-def _describe(job: _MapperJob, shards: list[_MapperShard | None]) -> JobInfo:
+def _describe(job: _MapperJob, shards: list[_MapperShard | None], ramp: RampUp) -> JobInfo:
     present = [s for s in shards if s is not None]
+    running = [s for s in present if s.shard_status == ShardStatus.RUNNING]
+    allowed = None
+    if job.job_status == JobStatus.RUNNING:
+        started = epoch(job.ramp_started) if job.ramp_started else time.time()
+        allowed = allowed_rate(job.max_rate, ramp if job.ramp_up else None, time.time() - started)
     return JobInfo(
         id=job.job_id,
         mapper=job.mapper,
@@ -163,6 +186,11 @@ def _describe(job: _MapperJob, shards: list[_MapperShard | None]) -> JobInfo:
         dry_run=bool(job.dry_run),
         sample=job.sample,
         diffs=tuple(d for s in present for d in s.diffs or [])[:MAX_JOB_DIFFS],
+        max_rate=job.max_rate,
+        ramp_up=bool(job.ramp_up),
+        allowed_rate=None if allowed is None else round(allowed, 2),
+        rate=round(sum(s.rate or 0.0 for s in running), 2),
+        throttled_seconds=round(sum(s.throttled_seconds or 0.0 for s in present), 3),
     )
 
 
@@ -182,6 +210,9 @@ def _describe_shard(shard: _MapperShard) -> ShardInfo:
         start=_printed(shard.start_key),
         end=_printed(shard.end_key),
         samples=tuple((t, v) for t, v in shard.samples or []),
+        rate=shard.rate,
+        allowed_rate=shard.allowed_rate,
+        throttled_seconds=shard.throttled_seconds or 0.0,
     )
 
 

@@ -30,7 +30,7 @@ from mapper.dump.parts import PartInfo, part_relpath, write_part
 from mapper.engine.jobs import Job, start_job
 from mapper.engine.loading import class_spec
 from mapper.engine.records import INTERNAL_KINDS, JobStatus, utcnow
-from mapper.engine.spec import MAX_BATCH_SIZE, JobSpec
+from mapper.engine.spec import MAX_BATCH_SIZE, JobSpec, check_max_rate
 from mapper.engine.status import (
     ShardInfo,
     StatusHandle,
@@ -81,6 +81,7 @@ class ExportMapper(Mapper):
     """Writes every entity of one kind in one namespace to part files, as raw protobufs."""
 
     RAW = True
+    WRITES = False  # its rate counts entities read; no write ramp-up
 
     def __init__(self, **params: Any):
         super().__init__(**params)
@@ -194,6 +195,8 @@ class ExportSpec:
     id: str | None = None
     #: "mapper" (mapper's dump) or "managed" (what ``gcloud datastore import`` reads).
     format: str = "mapper"
+    #: Entities read per second for the whole export (shared by its kinds); None: no limit.
+    max_rate: float | None = None
 
     def validate(self) -> ExportSpec:
         if not self.out:
@@ -210,6 +213,7 @@ class ExportSpec:
                 f"shards must be 1..256 and batch size 1..{MAX_BATCH_SIZE}, got {self.shards}, "
                 f"{self.batch_size}"
             )
+        check_max_rate(self.max_rate)
         return self
 
 
@@ -260,6 +264,8 @@ def start_export(rt: Runtime, spec: ExportSpec) -> Export:
                 batch_size=spec.batch_size,
                 namespace=namespace,
                 id=f"{export_id}-{index}",
+                # The kinds' jobs run side by side: each gets an equal share.
+                max_rate=spec.max_rate / len(export.pairs) if spec.max_rate else None,
             )
             start_job(rt, job_spec)
     return Export(rt, export_id)

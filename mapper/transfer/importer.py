@@ -33,6 +33,7 @@ from mapper.dump.manifest import Manifest
 from mapper.dump.sources import read_manifest, resolve_source, validate_dump
 from mapper.engine.jobs import start_job
 from mapper.engine.records import JobStatus
+from mapper.engine.spec import check_max_rate
 from mapper.engine.status import (
     JobInfo,
     ShardInfo,
@@ -82,6 +83,8 @@ class ImportSpec:
     shards: int = 4
     batch_size: int = 2
     id: str | None = None
+    #: Entities written per second, for each stage of the import; None: no limit.
+    max_rate: float | None = None
     #: Remap mode only: natural keys, names, dangling and conflict policies, schema drift.
     options: RemapOptions = dataclasses.field(default_factory=RemapOptions)
     #: The writing stage's ``JobSpec.before_write`` hook (a migration's backup), or None.
@@ -100,6 +103,7 @@ class ImportSpec:
                 f"shards must be 1..256 and batch size 1..100 parts, got {self.shards}, "
                 f"{self.batch_size}"
             )
+        check_max_rate(self.max_rate)
         return self
 
 
@@ -239,6 +243,7 @@ def plan_params(
         "stages": stages,
         "shards": spec.shards,
         "batch_size": spec.batch_size,
+        "max_rate": spec.max_rate,
         "state_namespace": rt.settings.state_namespace,
         "state_partition": [rt.settings.project, rt.settings.database],
         "parts": len(manifest.parts),

@@ -17,7 +17,7 @@ from mapper.transfer.options import RemapOptions, parse_options
 
 EXPORT_FIELDS = frozenset(
     {"out", "kinds", "namespaces", "namespace", "all_namespaces", "filters"}
-    | {"shards", "batch_size", "id", "format"}
+    | {"shards", "batch_size", "id", "format", "max_rate"}
 )
 #: Remap option fields by their request name (the HTTP API's, the CLI's flag without
 #: dashes), and the parse_options argument each one fills.
@@ -33,7 +33,7 @@ REMAP_FIELDS = {
 IMPORT_FIELDS = frozenset(
     {"source", "mode", "namespace", "move_project", "dry_run", "keep_names"}
     | set(REMAP_FIELDS)
-    | {"shards", "batch_size", "id"}
+    | {"shards", "batch_size", "id", "max_rate"}
 )
 
 

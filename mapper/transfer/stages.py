@@ -173,6 +173,7 @@ def stage_job_spec(params: dict[str, Any], index: int) -> JobSpec:
         id=f"{params['import']}-{index}",
         # Only the stage that writes entities has before-images to hand a hook.
         before_write=params.get("before_write") if name in ("keep", "write") else None,
+        max_rate=params.get("max_rate"),
     )
 
 

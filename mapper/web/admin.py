@@ -6,7 +6,7 @@ from typing import Any
 
 import flask
 
-from mapper.engine.jobs import abort_job, pause_job, resume_job
+from mapper.engine.jobs import abort_job, pause_job, resume_job, throttle_job
 from mapper.engine.runtime import Runtime
 from mapper.engine.status import list_jobs
 from mapper.errors import AuthError, InvalidJobError
@@ -51,6 +51,21 @@ def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Bluep
     def show(job_id: str) -> Any:
         """The status, plus what the console shows: rates, ETA, samples, allowed actions."""
         return job_view(runtime, job_id, counts)
+
+    @bp.post("/<job_id>/throttle")
+    @guard
+    def throttle(job_id: str) -> Any:
+        """``{"max_rate": N | null, "ramp_up": true | false}``: change a job's rate budget."""
+        data = flask.request.get_json(silent=True, force=True)
+        if not isinstance(data, dict) or "max_rate" not in data:
+            raise InvalidJobError(
+                'the request body must be a JSON object with "max_rate" (a number, or null '
+                'for no limit) and optionally "ramp_up"'
+            )
+        unknown = sorted(set(data) - {"max_rate", "ramp_up"})
+        if unknown:
+            raise InvalidJobError(f"unknown field(s) for throttle: {unknown}")
+        return throttle_job(runtime, job_id, data["max_rate"], data.get("ramp_up")).to_json()
 
     @bp.post("/<job_id>/<action>")
     @guard

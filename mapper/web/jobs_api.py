@@ -15,7 +15,7 @@ from mapper.transfer.importer import import_status, start_import
 from mapper.transfer.requests import export_spec, import_spec
 
 #: Top-level fields of a start request besides ``mapper`` and ``params``.
-_TOP = ("id", "shards", "batch_size", "namespace")
+_TOP = ("id", "shards", "batch_size", "namespace", "max_rate")
 
 
 def start_from_json(rt: Runtime, data: dict[str, Any]) -> dict[str, Any]:
