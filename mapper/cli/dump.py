@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mapper.cli.common import exit_for, parse_param, runtime
-from mapper.cli.progress import Progress
+from mapper.cli.progress import MAX_POLL, Progress
 from mapper.transfer.export import FORMATS, ExportInfo, ExportSpec, start_export
 from mapper.transfer.importer import ImportInfo, ImportSpec, start_import
 from mapper.transfer.remap_plan import summarize
@@ -75,7 +75,7 @@ def export(
     started = time.monotonic()
     handle = start_export(runtime(), spec)
     click.echo(f"export {handle.id} started", err=True)
-    info = handle.wait(progress=Progress(None))
+    info = handle.wait(progress=Progress(None), max_poll=MAX_POLL)
     _export_summary(info, time.monotonic() - started)
     exit_for(info)
 
@@ -137,7 +137,7 @@ def import_(source: str, mode: str, **options: Any) -> None:
     if run is None:
         click.echo("dry run: nothing was written")
         return
-    info = run.wait(progress=Progress(plan["parts"] * len(run.status().stages)))
+    info = run.wait(progress=Progress(plan["parts"] * len(run.status().stages)), max_poll=MAX_POLL)
     _import_summary(info, time.monotonic() - started)
     exit_for(info)
 

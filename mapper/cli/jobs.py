@@ -10,7 +10,7 @@ import click
 
 from mapper.cli.audit import render_audit
 from mapper.cli.common import exit_for, parse_param, runtime
-from mapper.cli.progress import Progress
+from mapper.cli.progress import MAX_POLL, Progress
 from mapper.engine.adapter import Adapter
 from mapper.engine.audit import audit_summary
 from mapper.engine.jobs import Job, abort_job, pause_job, resume_job, start_job, throttle_job
@@ -91,7 +91,7 @@ def run(
     if no_wait:
         click.echo(job.id)
         return
-    info = job.wait(progress=Progress(sample if dry_run and sample else total))
+    info = job.wait(progress=Progress(sample if dry_run and sample else total), max_poll=MAX_POLL)
     print_summary(info)
     if info.dry_run:
         print_audit(info)
@@ -172,7 +172,7 @@ def resume(job_id: str) -> None:
     rt = runtime()
     info = resume_job(rt, job_id)
     if rt.dispatcher.in_process:
-        info = Job(rt, job_id).wait(progress=Progress(None))
+        info = Job(rt, job_id).wait(progress=Progress(None), max_poll=MAX_POLL)
     click.echo(f"job {job_id} is {info.status.value}")
 
 

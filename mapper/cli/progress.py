@@ -6,6 +6,11 @@ import sys
 import time
 from typing import Any, TextIO
 
+#: The longest the CLI waits between two status reads of a running job: it starts at
+#: a quarter second and grows, so a long job is not slowed by its own progress bar
+#: (each read is Datastore lookups, which the emulators serve on the job's cores).
+MAX_POLL = 1.0
+
 
 class Progress:
     """Renders a job's, export's or import's status as a bar (tty) or a line every few seconds.

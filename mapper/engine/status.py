@@ -269,9 +269,15 @@ class StatusHandle:
         timeout: float | None = None,
         poll: float = 0.25,
         progress: Callable[[Any], None] | None = None,
+        max_poll: float | None = None,
     ) -> Any:
-        """Block until the status is final; returns the last status."""
-        return wait_until_final(self.status, f"{self.what} {self.id}", timeout, poll, progress)
+        """Block until the status is final; returns the last status.
+
+        ``max_poll``: the poll interval grows by a quarter each time up to this (a long
+        job's status reads are Datastore work that competes with the job's own).
+        """
+        what = f"{self.what} {self.id}"
+        return wait_until_final(self.status, what, timeout, poll, progress, max_poll)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id}>"
@@ -283,10 +289,13 @@ def wait_until_final(
     timeout: float | None = None,
     poll: float = 0.25,
     progress: Callable[[Any], None] | None = None,
+    max_poll: float | None = None,
 ) -> Any:
     """Poll ``fetch()`` until its ``status`` is final; returns the last status."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
+        if max_poll is not None:
+            poll = min(max_poll, poll * 1.25)
         try:
             info = fetch()
         except TRANSIENT as error:  # an outage of the status read is not the job's end
