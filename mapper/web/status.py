@@ -7,8 +7,9 @@ from typing import Any
 
 import flask
 
+from mapper.engine.jobs import throttle_job
 from mapper.engine.runtime import Runtime
-from mapper.errors import JobStateError, MapperError, NotFoundError
+from mapper.errors import InvalidJobError, JobStateError, MapperError, NotFoundError
 from mapper.migrate import runner
 from mapper.web import csrf
 from mapper.web.admin import ACTIONS
@@ -23,6 +24,7 @@ DONE = {
     "pause": "Paused: running slices stop at their next batch boundary.",
     "resume": "Resumed: every unfinished shard goes on from its checkpoint.",
     "abort": "Aborted: running slices stop at their next batch boundary; finish() will not run.",
+    "throttle": "Throttled: running slices take the new rate at their next batch.",
 }
 
 
@@ -68,6 +70,27 @@ def blueprint(runtime: Runtime, verifier: Verifier | None = None) -> flask.Bluep
     def chart(job_id: str) -> Any:
         data = job_view(runtime, job_id, counts)
         return flask.Response(str(progress_svg(data["samples"])), mimetype="image/svg+xml")
+
+    @bp.post("/console/<job_id>/throttle")
+    @guard
+    def throttle(job_id: str) -> Any:
+        """The max-rate form: a number of ops per second, or empty for no limit."""
+        try:
+            csrf.check()
+        except csrf.CsrfRefused as refused:
+            return _job_page(runtime, counts, job_id, _refused(str(refused)), 403)
+        raw = flask.request.form.get("max_rate", "").strip()
+        try:
+            throttle_job(runtime, job_id, float(raw) if raw else None)
+        except ValueError:
+            why = f"Refused: the max rate must be a number of operations a second, got {raw!r}."
+            return _job_page(runtime, counts, job_id, _refused(why), 400)
+        except InvalidJobError as error:
+            return _job_page(runtime, counts, job_id, _refused(f"Refused: {error}."), 400)
+        except JobStateError as error:
+            why = f"Refused: {error}. The page showed an older state; it is current now."
+            return _job_page(runtime, counts, job_id, _refused(why), 409)
+        return flask.redirect(flask.url_for(".job_page", job_id=job_id, did="throttle"), 303)
 
     @bp.post("/console/<job_id>/<action>")
     @guard

@@ -151,6 +151,31 @@ def test_control_forms_refuse_requests_without_credentials_or_csrf_token(guarded
     assert yes.status_code == 303 and status(guarded, "guarded", ADMIN)["status"] == "aborted"
 
 
+def test_the_throttle_form_changes_a_running_jobs_rate_and_refuses_bad_input(guarded, namespace):
+    start(guarded, "slowed", namespace, headers=ADMIN)
+    page = guarded.get("/_mapper/console/slowed", headers=ADMIN)
+    assert 'name="max_rate"' in page.text
+    token = _form_token(page.text)
+    refused = {
+        "no CSRF token": ({"max_rate": "50"}, 403),
+        "not a number": ({"csrf": token, "max_rate": "fast"}, 400),
+        "not positive": ({"csrf": token, "max_rate": "-5"}, 400),
+    }
+    for case, (form, code) in refused.items():
+        reply = guarded.post("/_mapper/console/slowed/throttle", headers=ADMIN, data=form)
+        assert reply.status_code == code, case
+        assert "Refused" in reply.text or "CSRF" in reply.text, case
+        assert status(guarded, "slowed", ADMIN)["max_rate"] is None, case
+    done = guarded.post(
+        "/_mapper/console/slowed/throttle", headers=ADMIN, data={"csrf": token, "max_rate": "50"}
+    )
+    assert done.status_code == 303 and status(guarded, "slowed", ADMIN)["max_rate"] == 50
+    lifted = guarded.post(
+        "/_mapper/console/slowed/throttle", headers=ADMIN, data={"csrf": token, "max_rate": ""}
+    )
+    assert lifted.status_code == 303 and status(guarded, "slowed", ADMIN)["max_rate"] is None
+
+
 def test_a_missing_job_page_says_so(guarded):
     reply = guarded.get("/_mapper/console/nope", headers=ADMIN)
     assert reply.status_code == 404 and "no job, export or import 'nope'" in html.unescape(

@@ -123,6 +123,16 @@ def test_a_job_page_moves_live_and_pauses_resumes_and_aborts_from_its_buttons(
     stopped = api(served, "watched")["counters"]["processed"]
     assert stopped < 400
 
+    # Throttle it from its form: the page says so and the job keeps the new budget.
+    field = browser.find_element(By.ID, "max-rate")
+    field.clear()
+    field.send_keys("1000")
+    browser.find_element(By.ID, "throttle").click()
+    wait_for(
+        "the throttled notice", lambda: "Throttled" in browser.find_element(By.ID, "notice").text
+    )
+    assert api(served, "watched")["max_rate"] == 1000
+
     # Resume: it goes on from the checkpoints and succeeds; the page follows on its own.
     browser.find_element(By.ID, "resume").click()
     wait_for("running again", lambda: api(served, "watched")["status"] in ("running", "succeeded"))
