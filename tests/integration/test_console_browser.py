@@ -164,6 +164,8 @@ def test_a_job_page_moves_live_and_pauses_resumes_and_aborts_from_its_buttons(
     assert rows["job-watched"].find_element(By.CSS_SELECTOR, "td.status").text == "succeeded"
     browser.find_element(By.ID, "filter-status").send_keys("aborted")
     browser.find_element(By.CSS_SELECTOR, "form.filter button").click()
+    # The filtered list is a new page: wait for it (the old one's rows go stale meanwhile).
+    wait_for("the filtered list", lambda: "status=aborted" in browser.current_url)
     listed = [r.get_attribute("id") for r in browser.find_elements(By.CSS_SELECTOR, "tr.entry")]
     assert listed == ["job-stopped"]
     browser.get(f"{served}/_mapper/")

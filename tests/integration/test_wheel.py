@@ -152,9 +152,8 @@ def test_the_wheel_holds_the_mapper_package_only_with_its_data_and_command(built
         names = wheel.namelist()
         entry_points = wheel.read(f"mapper-{__version__}.dist-info/entry_points.txt").decode()
     assert {name.split("/")[0] for name in names} == {"mapper", f"mapper-{__version__}.dist-info"}
-    assert {"mapper/py.typed", "mapper/web/templates/status.html", "mapper/_version.py"} <= set(
-        names
-    )
+    data = {"mapper/py.typed", "mapper/web/templates/console_job.html", "mapper/_version.py"}
+    assert data <= set(names)
     assert "mapper = mapper.cli.main:main" in entry_points
     with tarfile.open(built.sdist) as sdist:
         tops = {Path(name).parts[1] for name in sdist.getnames() if len(Path(name).parts) > 1}
@@ -407,5 +406,7 @@ def test_the_example_app_runs_a_job_posted_once_through_the_tasks_emulator_and_s
     job = browser.find_element(By.ID, "job-web")
     assert job.find_element(By.CSS_SELECTOR, "td.status").text == "succeeded"
     assert "normalized=32" in job.find_element(By.CSS_SELECTOR, "td.counters").text
-    rows = job.find_elements(By.CSS_SELECTOR, "tr.shard")
+    # The shards are on the job's own page (the console), linked from the list.
+    job.find_element(By.LINK_TEXT, "web").click()
+    rows = browser.find_elements(By.CSS_SELECTOR, "tr.shard")
     assert len(rows) == len(status["shards"]) and all("done" in row.text for row in rows)
