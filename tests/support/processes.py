@@ -49,8 +49,13 @@ def command_starter(namespace: str, faults: str = "seed=1,latency=0.01", **more:
     return start
 
 
-def kill_when(process: subprocess.Popen[str], ready: Callable[[], bool], timeout=60) -> None:
-    """SIGKILL ``process`` as soon as ``ready()`` holds; fail if it ended before that."""
+def kill_when(process: subprocess.Popen[str], ready: Callable[[], bool], timeout=150) -> None:
+    """SIGKILL ``process`` as soon as ``ready()`` holds; fail if it ended before that.
+
+    The timeout covers a re-run after an earlier kill that landed inside a transaction:
+    Firestore keeps that transaction's locks for 60 s (measured), and the re-run waits
+    them out (``LOCK_PATIENCE_SECONDS``) before it gets anywhere.
+    """
     deadline = time.monotonic() + timeout
     while not ready():
         assert process.poll() is None, f"ended before the kill: {process.communicate()[0]}"
