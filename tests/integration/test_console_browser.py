@@ -145,7 +145,11 @@ def test_a_job_page_moves_live_and_pauses_resumes_and_aborts_from_its_buttons(
     start(served, namespace, "stopped", sleep=0.05)
     browser.get(f"{served}/_mapper/console/stopped")
     browser.find_element(By.ID, "abort").click()
-    assert "Abort job stopped?" in browser.find_element(By.TAG_NAME, "h1").text
+    # The confirmation is a new page: wait for it (the job page's heading goes stale meanwhile).
+    wait_for(
+        "the confirmation page",
+        lambda: "Abort job stopped?" in browser.find_element(By.TAG_NAME, "h1").text,
+    )
     assert api(served, "stopped")["status"] == "running"
     browser.find_element(By.ID, "confirm-abort").click()
     wait_for("aborted", lambda: browser.find_element(By.ID, "status").text == "aborted")
@@ -208,5 +212,5 @@ def test_a_three_stage_import_is_one_entry_linking_to_its_stages(
     rows = browser.find_elements(By.CSS_SELECTOR, "#stages tr.stage")
     assert [r.find_elements(By.TAG_NAME, "td")[1].text for r in rows] == stages
     rows[2].find_element(By.TAG_NAME, "a").click()
-    assert browser.find_element(By.ID, "job-id").text == "merge-1-2"
+    wait_for("the stage's page", lambda: browser.find_element(By.ID, "job-id").text == "merge-1-2")
     assert browser.find_element(By.ID, "status").text == "succeeded"
