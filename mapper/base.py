@@ -79,6 +79,15 @@ class Mapper:
     def finish(self) -> None:
         """Runs once, after every shard has finished."""
 
+    @staticmethod
+    def namespace_of(entity: Any) -> str:
+        """The namespace ``entity`` is in (a model or a raw protobuf): in a job over many
+        namespaces, a key ``map`` makes for a related entity belongs there too."""
+        key = entity.key
+        if isinstance(key, ndb.Key):
+            return key.namespace() or ""
+        return str(key.partition_id.namespace_id)
+
     def split_keys(self, shards: int) -> list[Any] | None:
         """Split keys for ``shards`` ranges when the mapper knows its keys; None: scatter."""
         return None
@@ -108,6 +117,10 @@ class Mapper:
         wait: bool | None = None,
         max_rate: float | None = None,
         ramp_up: bool | None = None,
+        all_namespaces: bool = False,
+        namespace_prefix: str | None = None,
+        namespaces: list[str] | None = None,
+        namespace_counters: bool = False,
     ) -> Job:
         """Start this mapper as a job and return its handle.
 
@@ -116,6 +129,10 @@ class Mapper:
         ``max_rate`` bounds the whole job's entities written and deleted per second
         (read, for a mapper with ``WRITES = False``); ``ramp_up`` turns the 500/50/5
         ramp on or off (default: the settings', see docs/throttling.md).
+
+        ``all_namespaces``, ``namespace_prefix`` or ``namespaces`` (a list) make it
+        one job over many namespaces (docs/namespaces.md); ``namespace_counters``
+        breaks its counters down per namespace.
         """
         spec = spec_for(
             self,
@@ -126,6 +143,10 @@ class Mapper:
             job_id=job_id,
             max_rate=max_rate,
             ramp_up=ramp_up,
+            all_namespaces=all_namespaces,
+            namespace_prefix=namespace_prefix,
+            namespaces=namespaces,
+            namespace_counters=namespace_counters,
         )
         owned = runtime is None
         rt = runtime or runtime_from_env()

@@ -18,6 +18,7 @@ from mapper.engine.loading import load_mapper_class
 from mapper.engine.runtime import Runtime
 from mapper.engine.spec import JobSpec, spec_for
 from mapper.engine.status import JobInfo, job_status, latest_job_id
+from mapper.engine.units import read_namespace_file
 from mapper.errors import NotFoundError
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,24 @@ logger = logging.getLogger(__name__)
     help="Start at 500 writes/s and grow 50% every 5 minutes "
     "(default: on, off against an emulator; MAPPER_RAMP_UP).",
 )
+@click.option(
+    "--all-namespaces", is_flag=True, help="One job over every namespace the store lists."
+)
+@click.option(
+    "--namespace-prefix", default=None, help="One job over the namespaces starting with this."
+)
+@click.option(
+    "--namespaces-from",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="One job over the namespaces named in FILE, one per line "
+    "(for a store without namespace metadata, such as the Firestore emulator).",
+)
+@click.option(
+    "--namespace-counters",
+    is_flag=True,
+    help="With many namespaces: counters per namespace (the top ones, the rest as other).",
+)
 def run(
     mapper_spec: str,
     shards: int,
@@ -59,11 +78,18 @@ def run(
     sample: int | None,
     max_rate: float | None,
     ramp_up: bool | None,
+    all_namespaces: bool,
+    namespace_prefix: str | None,
+    namespaces_from: str | None,
+    namespace_counters: bool,
 ) -> None:
     """Run MODULE:CLASS as a job; waits with a progress bar unless --no-wait.
 
     --dry-run maps every entity (or --sample N) and writes nothing: it reports per
     kind what would be put, changed, deleted and unchanged, and a few diffs.
+
+    --all-namespaces, --namespace-prefix or --namespaces-from make it one job over
+    many namespaces: small ones grouped, large ones split by key range.
     """
     if sample is not None and not dry_run:
         raise click.UsageError("--sample N needs --dry-run")
@@ -79,15 +105,20 @@ def run(
         sample=sample,
         max_rate=max_rate,
         ramp_up=ramp_up,
+        all_namespaces=all_namespaces,
+        namespace_prefix=namespace_prefix,
+        namespaces=read_namespace_file(namespaces_from) if namespaces_from else None,
+        namespace_counters=namespace_counters,
     )
     rt = runtime()
     if no_wait and rt.dispatcher.in_process:
         raise click.UsageError(
             "--no-wait needs MAPPER_QUEUE: without a queue the slices run in this process"
         )
-    total = count_entities(rt, mapper, namespace)
     job = start_job(rt, spec)
     click.echo(f"job {job.id} started", err=True)
+    # A job over many namespaces knows its total from its plan (the status says it).
+    total = None if spec.many_namespaces else count_entities(rt, mapper, namespace)
     if no_wait:
         click.echo(job.id)
         return
@@ -143,6 +174,13 @@ def status(job_id: str | None, as_json: bool) -> None:
         return
     print_summary(info)
     click.echo(f"  mapper: {info.mapper}  split: {info.split}")
+    if info.namespaces_total is not None:
+        click.echo(f"  namespaces: {info.namespaces_done}/{info.namespaces_total} done")
+    for name, counts in (info.namespace_counters or {}).items():
+        click.echo(
+            f"  namespace {name or '(default)'}: "
+            + ", ".join(f"{k}={v}" for k, v in counts.items())
+        )
     for shard in info.shards:
         counters = ", ".join(f"{k}={v}" for k, v in shard.counters.items())
         click.echo(

@@ -42,14 +42,17 @@ class Progress:
 
     def render(self, status: Any, elapsed: float) -> str:
         done = status.counters.get("processed", 0)
+        total = self.total or getattr(status, "planned", None)
         rate = done / elapsed if elapsed > 0 else 0.0
         shards = f"shards {status.shards_done}/{len(status.shards)} done"
-        if self.total:
-            frac = min(1.0, done / self.total)
+        if total:
+            frac = min(1.0, done / total)
             bar = "#" * int(frac * 30) + "-" * (30 - int(frac * 30))
-            count = f"[{bar}] {done}/{self.total} ({frac:.0%})"
+            count = f"[{bar}] {done}/{total} ({frac:.0%})"
         else:
             count = f"{done} processed"
+        if getattr(status, "namespaces_total", None) is not None:
+            shards += f", namespaces {status.namespaces_done}/{status.namespaces_total}"
         return f"{count}  {rate:,.0f}/s  {shards}  {status.status.value}{_throttling(status)}"
 
 

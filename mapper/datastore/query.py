@@ -188,15 +188,28 @@ def pages(
     Datastore emulator ends every walk so), ends it: production can answer an
     empty page that says NOT_FINISHED, and the next page goes on.
 
-    With ``prefetch`` (and no transaction) the next page is requested before
-    this one is yielded, so it arrives while the caller works.
+    With ``prefetch`` (and no transaction) the first page is requested at once
+    and each next page before this one is yielded, so it arrives while the caller
+    works.
     """
     query = type(query).FromString(query.SerializeToString())
     remaining = query.limit.value if query.HasField("limit") else None
     if remaining is None and page_size is not None:
         query.limit.value = page_size
     asynchronous = prefetch and transaction is None
-    fetch = _request(store, query, namespace, transaction, asynchronous)
+    first = _request(store, query, namespace, transaction, asynchronous)
+    return _walk_pages(store, query, namespace, transaction, remaining, first, asynchronous)
+
+
+def _walk_pages(
+    store: Store,
+    query: Any,
+    namespace: str,
+    transaction: bytes | None,
+    remaining: int | None,
+    fetch: Callable[[], Any],
+    asynchronous: bool,
+) -> Iterator[Any]:
     while True:
         asked = query.limit.value if query.HasField("limit") else None
         batch = fetch()

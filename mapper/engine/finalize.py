@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from google.cloud import ndb
 
 from mapper.datastore import txn as txns
+from mapper.datastore.metadata import list_namespaces
 from mapper.datastore.rpc import is_permanent
 from mapper.dispatch.messages import FinalizeTask
 from mapper.engine.loading import load_mapper_class
@@ -57,7 +58,8 @@ def finalize(rt: Runtime, task: FinalizeTask) -> None:
     except Exception as error:
         _record_failure(rt, jkey, token, error)
         return
-    if txns.run_in_transaction(rt.store, lambda t: _succeed(t, jkey, token)):
+    added = _namespaces_added(rt, job)
+    if txns.run_in_transaction(rt.store, lambda t: _succeed(t, jkey, token, added)):
         logger.info("job=%s succeeded totals=%s", task.job_id, totals)
     else:
         logger.warning("job=%s finish() done, but another copy holds the job now", task.job_id)
@@ -102,10 +104,33 @@ def _claim(
     return job
 
 
-def _succeed(t: txns.Txn, jkey: ndb.Key, token: str) -> bool:
+#: The names of namespaces that appeared after a job started that its record keeps.
+ADDED_SHOWN = 10
+
+
+def _namespaces_added(rt: Runtime, job: _MapperJob) -> dict[str, Any] | None:
+    """For a job over all namespaces (or a prefix): those listed now that were not at
+    its start. They were not read; the job reports them rather than reading them."""
+    if not (job.all_namespaces or job.namespace_prefix is not None):
+        return None
+    prefix = job.namespace_prefix or ""
+    known = set(job.namespaces or ())
+    added = [n for n in list_namespaces(rt.store) if n.startswith(prefix) and n not in known]
+    if added:
+        logger.warning(
+            "job=%s: %d namespaces appeared after it started and were not read: %s",
+            job.job_id,
+            len(added),
+            ", ".join(added[:ADDED_SHOWN]),
+        )
+    return {"count": len(added), "first": added[:ADDED_SHOWN]}
+
+
+def _succeed(t: txns.Txn, jkey: ndb.Key, token: str, added: dict[str, Any] | None = None) -> bool:
     job = t.get(jkey)[0]
     if job is None or not job.holds_finalize(token):
         return False
+    job.namespaces_added = added
     job.move_to(JobStatus.SUCCEEDED)
     t.put(job)
     return True

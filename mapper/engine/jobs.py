@@ -10,9 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from mapper.datastore import txn as txns
 from mapper.dispatch.messages import SliceTask, check_job_id
+from mapper.engine import units
 from mapper.engine.adapter import Adapter
 from mapper.engine.loading import load_mapper_class
 from mapper.engine.records import (
+    BASE_FORMAT,
+    UNITS_FORMAT,
     JobStatus,
     ShardStatus,
     _MapperJob,
@@ -50,6 +53,9 @@ def start_job(rt: Runtime, spec: JobSpec) -> Job:
     adapter = Adapter(load_mapper_class(spec.mapper)(**spec.params))
     adapter.filter_pbs()  # bad params or FILTERS fail before any write
     adapter.kind_name()
+    if spec.all_namespaces or spec.namespace_prefix is not None:
+        # A store that lists no namespaces says so now, not from a half-started job.
+        units.select_namespaces(rt.store, spec.all_namespaces, spec.namespace_prefix, None)
     job_id = spec.id or new_job_id()
     ramp_up = spec.ramp_up
     if ramp_up is None:
@@ -106,6 +112,12 @@ def _create_job_record(rt: Runtime, job_id: str, spec: JobSpec, ramp_up: bool) -
             updated=now,
         )
         job.set_budget(spec.max_rate, ramp_up)
+        if spec.many_namespaces:
+            job.all_namespaces = spec.all_namespaces
+            job.namespace_prefix = spec.namespace_prefix
+            job.namespaces = spec.namespaces
+            job.namespace_counters = spec.namespace_counters
+            job.record_format = max(job.record_format or BASE_FORMAT, UNITS_FORMAT)
         t.put(job)
         return job
 
@@ -118,7 +130,9 @@ def _create_shards(rt: Runtime, job: _MapperJob, adapter: Adapter) -> tuple[_Map
     Returns the job as it stands and whether this call made it RUNNING: a start
     that read a stale copy writes nothing over another start's work.
     """
-    if not job.ranges:
+    if not job.ranges and job.many_namespaces:
+        job = _plan_units(rt, job, adapter)
+    elif not job.ranges:
         given = adapter.mapper.split_keys(job.shards_requested)
         kind, shards = adapter.kind_name(), job.shards_requested
         ranges, how = split_ranges(rt.store, kind, job.namespace, shards, given)
@@ -137,12 +151,41 @@ def _create_shards(rt: Runtime, job: _MapperJob, adapter: Adapter) -> tuple[_Map
     return txns.run_in_transaction(rt.store, mark_running)
 
 
-def _set_ranges(t: txns.Txn, key: Any, ranges: list[list[str | None]], how: str) -> _MapperJob:
+def _set_ranges(
+    t: txns.Txn,
+    key: Any,
+    ranges: list[list[str | None]],
+    how: str,
+    namespaces: list[str] | None = None,
+    plan: list[list[Any]] | None = None,
+) -> _MapperJob:
     current = t.get(key)[0]
-    if not current.ranges:  # else another start split first: its ranges stand
+    if not current.ranges:  # else another start split first: its ranges (and plan) stand
         current.ranges, current.split = ranges, how
+        if plan is not None:
+            current.namespaces, current.units = namespaces, plan
         t.put(current)
     return current
+
+
+def _plan_units(rt: Runtime, job: _MapperJob, adapter: Adapter) -> _MapperJob:
+    """A job over many namespaces: take the namespace list once, size each namespace,
+    deal work units to the shards (mapper.engine.units), and record it all on the job."""
+    kind = adapter.kind_name()
+    names, selection = units.select_namespaces(
+        rt.store, bool(job.all_namespaces), job.namespace_prefix, job.namespaces
+    )
+    sizes, samples = units.measure(rt.store, kind, names, job.shards_requested)
+    dealt = units.plan(sizes, samples, job.shards_requested)
+    how = units.describe(dealt, selection)
+    plan = [[unit.to_json() for unit in each] for each in dealt]
+    ranges: list[list[str | None]] = [[None, None] for _ in dealt]
+    logger.info("job=%s planned: %s", job.job_id, how)
+
+    def fn(t: txns.Txn) -> _MapperJob:
+        return _set_ranges(t, job.key, ranges, how, names, plan)
+
+    return txns.run_in_transaction(rt.store, fn)
 
 
 #: Shard records created per transaction: each is an entity group of its own, and

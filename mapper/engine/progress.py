@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mapper.datastore import txn as txns
 from mapper.datastore.keys import key_from_bytes
@@ -11,6 +11,7 @@ from mapper.datastore.rpc import PropertyFilter
 from mapper.engine.adapter import Adapter
 from mapper.engine.loading import load_mapper_class
 from mapper.engine.records import job_key, shard_key
+from mapper.engine.units import Unit
 from mapper.errors import NotFoundError
 
 if TYPE_CHECKING:
@@ -35,6 +36,9 @@ def remaining_entities(rt: Runtime, job_id: str) -> dict[int, int]:
     for shard in shards:
         if shard is None or shard.shard_status.is_final:
             continue
+        if job.many_namespaces:
+            counts[shard.index] = _units_left(rt, job, shard, kind, filters)
+            continue
         parts = list(filters)
         after, start = key_from_bytes(shard.checkpoint), key_from_bytes(shard.start_key)
         if after is not None:
@@ -45,3 +49,23 @@ def remaining_entities(rt: Runtime, job_id: str) -> dict[int, int]:
             parts.append(key_filter(PropertyFilter.LESS_THAN, end))
         counts[shard.index] = rt.store.count(kind, parts, job.namespace or "")
     return counts
+
+
+def _units_left(rt: Runtime, job: Any, shard: Any, kind: str, filters: list[Any]) -> int:
+    """A shard of work units: the rest of the unit it reads (one COUNT) and the planned
+    sizes of the units after it."""
+    units = [Unit.from_json(u) for u in (job.units or [])[shard.index]]
+    current = shard.unit or 0
+    if current >= len(units):
+        return 0
+    unit = units[current]
+    parts = list(filters)
+    after, start = key_from_bytes(shard.checkpoint), key_from_bytes(unit.start)
+    if after is not None:
+        parts.append(key_filter(PropertyFilter.GREATER_THAN, after))
+    elif start is not None:
+        parts.append(key_filter(PropertyFilter.GREATER_THAN_OR_EQUAL, start))
+    if (end := key_from_bytes(unit.end)) is not None:
+        parts.append(key_filter(PropertyFilter.LESS_THAN, end))
+    rest = rt.store.count(kind, parts, unit.namespace)
+    return rest + sum(u.size for u in units[current + 1 :])

@@ -49,12 +49,17 @@ def utcnow() -> datetime.datetime:
 
 #: The newest format of the job and shard records this version reads. A record of a
 #: newer format (written by a newer deploy) is never read as if it were this one.
-RECORD_FORMAT = 2
+RECORD_FORMAT = 3
 #: A record is written as format 1 unless it needs more: a job with a rate budget
 #: (``max_rate`` or ramp-up) is format 2, so a version from before throttling refuses it
 #: instead of running it at full speed. Format-1 records read as unthrottled jobs.
 BASE_FORMAT = 1
 THROTTLED_FORMAT = 2
+#: A job over many namespaces (its shards read work units): a version from before
+#: them would read each shard as the whole kind of the default namespace.
+UNITS_FORMAT = 3
+#: The namespaces a shard keeps counters for; the smallest finished ones fold into "other".
+NAMESPACE_COUNTERS_KEPT = 20
 
 
 def check_format(record: Any) -> None:
@@ -108,6 +113,26 @@ class _MapperJob(ndb.Model):
     max_rate = ndb.FloatProperty(indexed=False)
     ramp_up = ndb.BooleanProperty(indexed=False, default=False)
     ramp_started = ndb.DateTimeProperty(indexed=False)
+    #: A job over many namespaces: how they were chosen (all, a prefix, a list) and the
+    #: list taken at start (None: a job over ``namespace`` alone).
+    all_namespaces = ndb.BooleanProperty(indexed=False, default=False)
+    namespace_prefix = ndb.TextProperty()
+    namespaces = ndb.JsonProperty(compressed=True)
+    #: The plan: each shard's work units (mapper.engine.units.Unit as JSON), set with
+    #: ``ranges`` (one ``[None, None]`` per shard then).
+    units = ndb.JsonProperty(compressed=True)
+    namespace_counters = ndb.BooleanProperty(indexed=False, default=False)
+    #: Namespaces that appeared after the start (reported by finalize, not read): a
+    #: count and the first few names.
+    namespaces_added = ndb.JsonProperty()
+
+    @property
+    def many_namespaces(self) -> bool:
+        return (
+            bool(self.all_namespaces)
+            or self.namespace_prefix is not None
+            or (self.namespaces is not None)
+        )
 
     @property
     def job_status(self) -> JobStatus:
@@ -223,6 +248,11 @@ class _MapperShard(ndb.Model):
     #: Epoch seconds before which the next slice may not write: the budget its
     #: predecessor spent is paid for then (a fresh slice must not burst).
     paced_until = ndb.FloatProperty(indexed=False)
+    #: A shard of a job over many namespaces: the index of the work unit it reads now
+    #: (its checkpoint is in it; the units are the job's), and per-namespace counters
+    #: when the job asked for them.
+    unit = ndb.IntegerProperty(indexed=False, default=0)
+    namespace_counts = ndb.JsonProperty()
 
     @property
     def shard_status(self) -> ShardStatus:
@@ -260,9 +290,16 @@ class _MapperShard(ndb.Model):
         finished: bool,
         lease_seconds: float,
         step: str | None = None,
+        unit: int | None = None,
     ) -> None:
-        """One batch committed: checkpoint, counters, a fresh lease (or DONE)."""
+        """One batch committed: checkpoint, counters, a fresh lease (or DONE).
+
+        ``unit``: the work unit the checkpoint is in (a shard of a job over many
+        namespaces); moving to another starts it from its beginning.
+        """
         self.last_step = step
+        if unit is not None and unit != (self.unit or 0):
+            self.unit, self.checkpoint = unit, None
         if last is not None:
             self.checkpoint = last
         self.add_counts(counts)
@@ -334,8 +371,30 @@ class _MapperShard(ndb.Model):
                 custom[name] = custom.get(name, 0) + value
         self.counters = custom
 
+    def add_namespace_counts(self, counts: dict[str, dict[str, int]], current: set[str]) -> None:
+        """Add a batch's counters per namespace; past ``NAMESPACE_COUNTERS_KEPT`` the
+        smallest namespaces not in ``current`` (read through: a shard reads a namespace's
+        units one after another) fold into "other"."""
+        kept = {n: dict(c) for n, c in (self.namespace_counts or {}).items()}
+        for namespace, more in counts.items():
+            mine = kept.setdefault(namespace, {})
+            for name, value in more.items():
+                mine[name] = mine.get(name, 0) + value
+        done = [n for n in kept if n not in current and n != OTHER]
+        done.sort(key=lambda n: kept[n].get("processed", 0))
+        while len(kept) > NAMESPACE_COUNTERS_KEPT + 1 and done:
+            folded = kept.pop(done.pop(0))
+            other = kept.setdefault(OTHER, {})
+            for name, value in folded.items():
+                other[name] = other.get(name, 0) + value
+        self.namespace_counts = kept
+
     def totals(self) -> dict[str, int]:
         return {**{n: getattr(self, n) or 0 for n in COUNTERS}, **(self.counters or {})}
+
+
+#: The namespace counters' entry for the namespaces not kept one by one.
+OTHER = "(other)"
 
 
 def job_key(job_id: str, namespace: str) -> ndb.Key:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -30,6 +31,7 @@ from mapper.engine.records import (
     utcnow,
 )
 from mapper.engine.throttle import Backoff, RampUp, ShardThrottle
+from mapper.engine.units import Unit, UnitStream
 from mapper.errors import PermanentSliceError, RetrySlice, WriteConflict
 
 if TYPE_CHECKING:
@@ -179,19 +181,37 @@ class _SliceRunner:
         self.kind = self.adapter.kind_name()
         self.start_key = key_from_bytes(self.shard.start_key)
         self.end_key = key_from_bytes(self.shard.end_key)
+        #: A job over many namespaces: this shard's work units (mapper.engine.units).
+        self.units: list[Unit] | None = None
+        if self.job.many_namespaces:
+            planned = (self.job.units or [])[self.task.shard]
+            self.units = [Unit.from_json(unit) for unit in planned]
         with ndb.get_context().new(namespace=self.job.namespace).use():
             if self.job.exactly_once and not self.job.dry_run:  # a dry run writes nothing
                 self._run_exactly_once()
             else:
                 self._run_default()
 
-    def _stream(self, keys_only: bool = False) -> EntityStream:
-        """The shard's range after its checkpoint, as one query stream."""
+    def _stream(self, keys_only: bool = False) -> EntityStream | UnitStream:
+        """The shard's range (or work units) after its checkpoint, as one query stream."""
         after = key_from_bytes(self.shard.checkpoint)
+        if self.units is not None:
+            return UnitStream(
+                functools.partial(self._open_unit, keys_only=keys_only),
+                len(self.units),
+                self.shard.unit or 0,
+                after,
+            )
         query = shard_query(
             self.kind, self.filters, self.start_key, self.end_key, after, None, keys_only
         )
         return stream(self.rt.store, query, self.job.namespace)
+
+    def _open_unit(self, index: int, after: Any | None, keys_only: bool) -> EntityStream:
+        unit = self.units[index]  # type: ignore[index]
+        start, end = key_from_bytes(unit.start), key_from_bytes(unit.end)
+        query = shard_query(self.kind, self.filters, start, end, after, None, keys_only)
+        return stream(self.rt.store, query, unit.namespace)
 
     def _run_default(self) -> None:
         entities = self._stream()
@@ -209,6 +229,8 @@ class _SliceRunner:
             counts = {"processed": 0}
             diffs: list[dict[str, Any]] = []
             cost = 0
+            puts: list[Any] = []
+            deletes: list[Any] = []
             if batch:
                 puts, deletes, counts = self._map(batch)
                 self._fault("after_map")
@@ -228,7 +250,15 @@ class _SliceRunner:
             self.throttle.spent(size, cost, rate)
             # A look ahead: the next page has had the whole batch's time to arrive.
             finished = entities.exhausted() or (left is not None and left <= len(batch))
-            self._checkpoint(batch[-1].key if batch else None, counts, finished, diffs)
+            by_namespace = self._namespace_counts(batch, puts, deletes) if batch else {}
+            self._checkpoint(
+                batch[-1].key if batch else None,
+                counts,
+                finished,
+                diffs,
+                getattr(entities, "position", None),
+                by_namespace,
+            )
             if self._should_stop(finished):
                 return
 
@@ -261,8 +291,9 @@ class _SliceRunner:
             take, rate, _ = budget
             batch = entities.take(take)
             finished = entities.exhausted()
+            position = getattr(entities, "position", None)
             try:
-                self._exactly_once_batch([e.key for e in batch], finished)
+                self._exactly_once_batch([e.key for e in batch], finished, position)
             except _BatchTooLarge as e:
                 self.throttle.spent(take, 0, rate)
                 if take == 1:
@@ -275,8 +306,11 @@ class _SliceRunner:
             if self._should_stop(finished):
                 return
 
-    def _exactly_once_batch(self, keys: list[Any], finished: bool) -> None:
+    def _exactly_once_batch(
+        self, keys: list[Any], finished: bool, position: tuple[int, bytes | None] | None = None
+    ) -> None:
         last = keys[-1] if keys else None
+        unit, checkpoint = position if position is not None else (None, _bytes(last))
         step = self._step(f"batch {self._number()}")
         self._hold_lease()
         began = time.monotonic()
@@ -305,12 +339,15 @@ class _SliceRunner:
             t.upserts.extend(puts)
             t.deletes.extend(deletes)
             shard.advance(
-                _bytes(last),
+                checkpoint,
                 counts,
                 finished,
                 self.rt.settings.lease_seconds,
                 step,
+                unit,
             )
+            if by_namespace := self._namespace_counts(entities, puts, deletes):
+                shard.add_namespace_counts(by_namespace, self._reading_namespaces(unit))
             self._note_rate(shard)
             t.put(shard)
 
@@ -407,8 +444,13 @@ class _SliceRunner:
         counts: dict[str, int],
         finished: bool,
         diffs: list[dict[str, Any]] | None = None,
+        position: tuple[int, bytes | None] | None = None,
+        by_namespace: dict[str, dict[str, int]] | None = None,
     ) -> None:
+        """Commit a batch: checkpoint (``position`` in a shard of work units: the unit
+        and the last key taken from it), counters and a fresh lease."""
         step = self._step(f"batch {self._number()}")
+        unit, checkpoint = position if position is not None else (None, _bytes(last))
 
         def fn(t: txns.Txn) -> None:
             shard = self._owned(t, step)
@@ -417,12 +459,15 @@ class _SliceRunner:
             if diffs:
                 shard.keep_diffs(diffs, audit.MAX_DIFFS)
             shard.advance(
-                _bytes(last),
+                checkpoint,
                 counts,
                 finished,
                 self.rt.settings.lease_seconds,
                 step,
+                unit,
             )
+            if by_namespace:
+                shard.add_namespace_counts(by_namespace, self._reading_namespaces(unit))
             self._note_rate(shard)
             t.put(shard)
 
@@ -434,6 +479,29 @@ class _SliceRunner:
         self._diffs += len(diffs or [])
         self._throttled_noted = self.throttle.throttled_seconds
         self._fault("after_checkpoint")
+
+    def _namespace_counts(
+        self, batch: list[Any], puts: list[Any], deletes: list[Any]
+    ) -> dict[str, dict[str, int]]:
+        """A batch's processed, put and deleted per namespace (when the job asked)."""
+        if not self.job.namespace_counters:
+            return {}
+        counts: dict[str, dict[str, int]] = {}
+        for name, keys in (
+            ("processed", [e.key for e in batch]),
+            ("put", [e.key for e in puts]),
+            ("deleted", deletes),
+        ):
+            for key in keys:
+                mine = counts.setdefault(key.partition_id.namespace_id, {})
+                mine[name] = mine.get(name, 0) + 1
+        return counts
+
+    def _reading_namespaces(self, unit: int | None) -> set[str]:
+        """The namespaces of the unit read now and the next: their counters stay apart."""
+        if self.units is None or unit is None:
+            return set()
+        return {u.namespace for u in self.units[unit : unit + 2]}
 
     # -- throttling -----------------------------------------------------------------
 

@@ -10,12 +10,15 @@ from typing import Any
 
 from mapper.dispatch.messages import check_int, check_job_id
 from mapper.engine.loading import class_spec
+from mapper.engine.units import check_selection
 from mapper.errors import InvalidJobError
 
 _SPEC_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 MAX_BATCH_SIZE = 500
 MAX_SHARDS = 256
+#: The most namespaces one job names (the list is recorded on the job).
+MAX_NAMESPACES = 20_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +44,20 @@ class JobSpec:
     max_rate: float | None = None
     #: The 500/50/5 ramp-up; None: the settings' default, for a mapper that writes.
     ramp_up: bool | None = None
+    #: One job over many namespaces (mapper.engine.units): every namespace the store
+    #: lists, those starting with a prefix, or the ones named; at most one of the three,
+    #: and not with ``namespace``.
+    all_namespaces: bool = False
+    namespace_prefix: str | None = None
+    namespaces: list[str] | None = None
+    #: Counters broken down per namespace (the top ones, the rest as "other").
+    namespace_counters: bool = False
+
+    @property
+    def many_namespaces(self) -> bool:
+        """True for a job over many namespaces (planned as work units)."""
+        chosen = self.namespace_prefix is not None or self.namespaces is not None
+        return self.all_namespaces or chosen
 
     def validate(self) -> JobSpec:
         """Raise InvalidJobError naming the first bad field."""
@@ -64,7 +81,24 @@ class JobSpec:
         check_max_rate(self.max_rate)
         if self.ramp_up is not None and not isinstance(self.ramp_up, bool):
             raise InvalidJobError(f"ramp_up must be a boolean, got {self.ramp_up!r}")
+        self._validate_namespaces()
         return self
+
+    def _validate_namespaces(self) -> None:
+        check_selection(self.all_namespaces, self.namespace_prefix, self.namespaces, self.namespace)
+        if self.namespaces is not None and not 0 < len(self.namespaces) <= MAX_NAMESPACES:
+            raise InvalidJobError(
+                f"namespaces must name 1 to {MAX_NAMESPACES} namespaces, got {len(self.namespaces)}"
+            )
+        if not isinstance(self.namespace_counters, bool):
+            raise InvalidJobError(
+                f"namespace_counters must be a boolean, got {self.namespace_counters!r}"
+            )
+        if self.namespace_counters and not self.many_namespaces:
+            raise InvalidJobError(
+                "namespace_counters needs a job over many namespaces "
+                "(all_namespaces, namespace_prefix or namespaces)"
+            )
 
     def _validate_audit(self) -> None:
         if not isinstance(self.dry_run, bool):
@@ -125,6 +159,10 @@ def spec_for(
     sample: int | None = None,
     max_rate: float | None = None,
     ramp_up: bool | None = None,
+    all_namespaces: bool = False,
+    namespace_prefix: str | None = None,
+    namespaces: list[str] | None = None,
+    namespace_counters: bool = False,
 ) -> JobSpec:
     """The validated JobSpec that runs ``mapper`` (an instance: its class and params)."""
     return JobSpec(
@@ -139,4 +177,8 @@ def spec_for(
         sample=sample,
         max_rate=max_rate,
         ramp_up=ramp_up,
+        all_namespaces=all_namespaces,
+        namespace_prefix=namespace_prefix,
+        namespaces=None if namespaces is None else list(namespaces),
+        namespace_counters=namespace_counters,
     ).validate()

@@ -15,6 +15,7 @@ from mapper.datastore.keys import key_from_bytes, key_repr
 from mapper.datastore.rpc import TRANSIENT
 from mapper.dispatch.messages import check_job_id
 from mapper.engine.records import (
+    OTHER,
     JobStatus,
     ShardStatus,
     _MapperJob,
@@ -25,6 +26,7 @@ from mapper.engine.records import (
 )
 from mapper.engine.samples import epoch
 from mapper.engine.throttle import RampUp, allowed_rate
+from mapper.engine.units import Unit, namespaces_done
 from mapper.errors import NotFoundError
 
 if TYPE_CHECKING:
@@ -97,6 +99,16 @@ class JobInfo:
     allowed_rate: float | None = None
     rate: float = 0.0
     throttled_seconds: float = 0.0
+    #: A job over many namespaces (docs/namespaces.md): how many namespaces it listed at
+    #: start, how many of those holding the kind are read through and how many hold it,
+    #: the entities its plan counted, the counters per namespace when asked for (top
+    #: ones and "(other)"), and the namespaces that appeared after it started (not read).
+    namespaces_listed: int | None = None
+    namespaces_done: int | None = None
+    namespaces_total: int | None = None
+    planned: int | None = None
+    namespace_counters: dict[str, dict[str, int]] | None = None
+    namespaces_added: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data, as the HTTP API and ``--json`` print it."""
@@ -191,7 +203,52 @@ def _describe(job: _MapperJob, shards: list[_MapperShard | None], ramp: RampUp) 
         allowed_rate=None if allowed is None else round(allowed, 2),
         rate=round(sum(s.rate or 0.0 for s in running), 2),
         throttled_seconds=round(sum(s.throttled_seconds or 0.0 for s in present), 3),
+        **_namespaces(job, shards),
     )
+
+
+#: The namespaces a status lists counters for, besides "(other)".
+TOP_NAMESPACES = 20
+
+
+def _namespaces(job: _MapperJob, shards: list[_MapperShard | None]) -> dict[str, Any]:
+    """A job over many namespaces: its namespaces, how far, and the counters per namespace."""
+    if not job.many_namespaces or job.units is None:
+        return {}
+    plan = [[Unit.from_json(u) for u in each] for each in job.units]
+    progress = [
+        (units, (s.unit or 0) if s else 0, s is not None and s.shard_status == ShardStatus.DONE)
+        for units, s in zip(plan, shards, strict=False)
+    ]
+    done, total = namespaces_done(progress)
+    info: dict[str, Any] = {
+        "namespaces_listed": len(job.namespaces or ()),
+        "namespaces_done": done,
+        "namespaces_total": total,
+        "planned": sum(u.size for units in plan for u in units),
+        "namespaces_added": job.namespaces_added,
+    }
+    if job.namespace_counters:
+        info["namespace_counters"] = _top_namespaces(shards)
+    return info
+
+
+def _top_namespaces(shards: list[_MapperShard | None]) -> dict[str, dict[str, int]]:
+    merged: dict[str, dict[str, int]] = {}
+    for shard in shards:
+        for name, counts in ((shard.namespace_counts or {}) if shard else {}).items():
+            mine = merged.setdefault(name, {})
+            for counter, value in counts.items():
+                mine[counter] = mine.get(counter, 0) + value
+    ranked = sorted(
+        (n for n in merged if n != OTHER), key=lambda n: (-merged[n].get("processed", 0), n)
+    )
+    top = {name: merged[name] for name in ranked[:TOP_NAMESPACES]}
+    rest = [merged[n] for n in ranked[TOP_NAMESPACES:]]
+    rest += [merged[OTHER]] if OTHER in merged else []
+    if rest:
+        top[OTHER] = sum_counters(rest)
+    return top
 
 
 def _describe_shard(shard: _MapperShard) -> ShardInfo:

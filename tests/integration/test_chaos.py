@@ -25,12 +25,11 @@ from mapper.engine.status import job_status
 from mapper.transfer.export import ExportSpec, start_export
 from mapper.transfer.importer import import_status
 from tests.support.blog import blog_mistakes, seed_blog
-from tests.support.processes import Command, command_starter, finish
+from tests.support.processes import FAULTS, Command, command_starter, finish
 
 KILLS = 5
 #: Every kind of fault the plan injects (each test checks that its runs met them all).
 KINDS = ("ambiguous_commit", "empty_page", "aborted_commit", "unavailable")
-FAULTS = "latency=0.01,ambiguous=0.02,empty=0.25,aborted=0.05,unavailable=0.01"
 
 
 def through_kills(

@@ -214,3 +214,28 @@ def test_a_three_stage_import_is_one_entry_linking_to_its_stages(
     rows[2].find_element(By.TAG_NAME, "a").click()
     wait_for("the stage's page", lambda: browser.find_element(By.ID, "job-id").text == "merge-1-2")
     assert browser.find_element(By.ID, "status").text == "succeeded"
+
+
+def test_a_job_over_many_namespaces_shows_them_done_as_it_goes(browser, served, namespace, runtime):
+    from google.cloud import ndb
+
+    from tests.support.mappers import Person
+
+    tenants = [f"{namespace}-{i}" for i in range(3)]
+    with runtime.context():
+        for tenant in tenants:
+            ndb.put_multi([Person(key=ndb.Key(Person, j + 1, namespace=tenant)) for j in range(30)])
+    body = {"mapper": SLOW, "namespaces": tenants, "id": "tenants", "shards": 1,
+            "batch_size": 10, "params": {"sleep": 0.04}}  # fmt: skip
+    requests.post(f"{served}/_mapper/jobs", json=body, timeout=30).raise_for_status()
+    browser.get(f"{served}/_mapper/console/tenants")
+    browser.execute_script("window.__mark = 'kept'")
+
+    def done() -> int:
+        return int(browser.find_element(By.CSS_SELECTOR, '[data-field="namespaces_done"]').text)
+
+    facts = browser.find_element(By.CSS_SELECTOR, "table.facts").text
+    assert "/3 done (3 listed at start)" in facts
+    wait_for("a namespace read through", lambda: 1 <= done() < 3 and same_page(browser))
+    wait_for("success", lambda: browser.find_element(By.ID, "status").text == "succeeded", 90)
+    wait_for("every namespace done", lambda: done() == 3)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from google.cloud import ndb
 
 from handlers import create_app
 from mapper.dispatch.base import Dispatcher
@@ -89,6 +90,22 @@ def test_post_jobs_accepts_exactly_once_and_the_status_shows_it(client, namespac
     assert status["exactly_once"] is True and status["batch_size"] == 7
     assert status["counters"]["processed"] == 30
     assert collections.Counter(p.touched for p in people()) == {1: 30}
+
+
+def test_post_jobs_runs_one_job_over_the_namespaces_named(client, namespace, runtime):
+    tenants = [f"{namespace}-{i}" for i in range(3)]
+    with runtime.context():
+        for i, tenant in enumerate(tenants):
+            ndb.put_multi([Person(key=ndb.Key(Person, j + 1, namespace=tenant)) for j in range(i)])
+    body = {"mapper": TOUCH, "namespaces": tenants, "shards": 2, "id": "many",
+            "namespace_counters": True}  # fmt: skip
+    assert client.post("/_mapper/jobs", json=body).json == {"id": "many"}
+    status = wait_for(client, "many")
+    assert status["counters"]["processed"] == 3
+    assert (status["namespaces_done"], status["namespaces_total"]) == (2, 2)
+    assert status["namespace_counters"][tenants[2]] == {"processed": 2, "put": 2}
+    both = client.post("/_mapper/jobs", json={**body, "id": "x", "namespace": namespace})
+    assert both.status_code == 400 and "exclude each other" in both.json["error"]
 
 
 def test_a_cross_site_post_from_a_browser_is_refused_and_changes_nothing(client, namespace, seed):

@@ -146,3 +146,16 @@ class LongName(Mapper):
             entity["name"] = "x" * 1501
         entity["touched"] = (entity.get("touched") or 0) + 1
         return [entity], []
+
+
+class TouchAndOpenTenant(TouchPeople):
+    """TouchPeople that, at person p00000 of namespace ``params['at']``, opens a tenant:
+    one Person in the namespace ``params['tenant']`` (a namespace that appears while a
+    job over many runs)."""
+
+    def map(self, entity: Person) -> tuple[list[Any], list[Any]]:
+        puts, deletes = super().map(entity)
+        if entity.key.namespace() == self.params["at"] and entity.name == "p00000":
+            key = ndb.Key(Person, "first", namespace=self.params["tenant"])
+            puts = [*puts, Person(key=key, name="first")]
+        return puts, deletes

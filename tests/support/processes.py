@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 LEASE = 2
 
 Command = Callable[..., "subprocess.Popen[str]"]
+#: Production's faults, at rates a run meets each of: latency, ambiguous commits (applied,
+#: then an error), empty NOT_FINISHED pages, ABORTED commits and UNAVAILABLE.
+FAULTS = "latency=0.01,ambiguous=0.02,empty=0.25,aborted=0.05,unavailable=0.01"
 
 
 def command_starter(namespace: str, faults: str = "seed=1,latency=0.01", **more: str) -> Command:
