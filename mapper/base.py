@@ -42,6 +42,10 @@ class Mapper:
     #: False for a mapper that only reads (an export): ``max_rate`` then counts
     #: entities read, and ramp-up (which is for write load) is off unless asked for.
     WRITES = True
+    #: In a job over many namespaces, True: a batch never runs from one work unit into
+    #: the next, so its entities share a namespace (an export's part files are per
+    #: namespace). False: a batch fills up across tenants (fewer writes and checkpoints).
+    ONE_NAMESPACE_A_BATCH = False
 
     def __init__(self, **params: Any):
         try:

@@ -9,6 +9,7 @@ import click
 
 from mapper.cli.common import exit_for, parse_param, runtime
 from mapper.cli.progress import MAX_POLL, Progress
+from mapper.engine.units import read_namespace_file
 from mapper.transfer.export import FORMATS, ExportInfo, ExportSpec, start_export
 from mapper.transfer.importer import ImportInfo, ImportSpec, start_import
 from mapper.transfer.remap_plan import summarize
@@ -24,6 +25,12 @@ def _filter(raw: str) -> tuple[str, Any]:
 @click.option("--kind", "kinds", multiple=True, help="Kind to export (default: every kind).")
 @click.option("--namespace", "namespaces", multiple=True, help="Namespace (default: '').")
 @click.option("--all-namespaces", is_flag=True, help="Every namespace the store lists.")
+@click.option(
+    "--namespaces-from",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="The namespaces named in FILE, one per line (a store without namespace metadata).",
+)
 @click.option("--filter", "filters", multiple=True, help="PROP=VALUE equality filter.")
 @click.option("--shards", default=ExportSpec.shards, show_default=True, type=int)
 @click.option(
@@ -50,6 +57,7 @@ def export(
     kinds: tuple[str, ...],
     namespaces: tuple[str, ...],
     all_namespaces: bool,
+    namespaces_from: str | None,
     filters: tuple[str, ...],
     shards: int,
     batch_size: int,
@@ -62,7 +70,9 @@ def export(
         {
             "out": out,
             "kinds": kinds,
-            "namespaces": namespaces,
+            "namespaces": namespaces + tuple(read_namespace_file(namespaces_from))
+            if namespaces_from
+            else namespaces,
             "all_namespaces": all_namespaces,
             "filters": [_filter(f) for f in filters],
             "shards": shards,
@@ -83,7 +93,9 @@ def export(
 def _export_summary(info: ExportInfo, seconds: float) -> None:
     click.echo(f"export {info.id} {info.status.value}")
     for item in info.kinds:
-        where = f"{item['namespace']}/" if item["namespace"] else ""
+        many = len(item.get("namespaces") or ()) > 1
+        where = f"{len(item['namespaces'])} namespaces/" if many else ""
+        where = f"{item['namespace']}/" if item["namespace"] else where
         line = f"  {where}{item['kind']}: {item['entities']} entities, {item['bytes']} bytes"
         click.echo(line + (f"  error: {item['error']}" if item["error"] else ""))
     total = info.counters.get("processed", 0)

@@ -198,7 +198,32 @@ def pages(
         query.limit.value = page_size
     asynchronous = prefetch and transaction is None
     first = _request(store, query, namespace, transaction, asynchronous)
-    return _walk_pages(store, query, namespace, transaction, remaining, first, asynchronous)
+    walk = _walk_pages(store, query, namespace, transaction, remaining, first, asynchronous)
+    return _Walk(walk, first)
+
+
+class _Walk:
+    """A walk over pages whose ``close`` also cancels a request still under way (the
+    first, sent before the walk starts, or the next, prefetched)."""
+
+    def __init__(self, walk: Iterator[Any], first: Callable[[], Any]):
+        self._walk, self._first = walk, first
+
+    def __iter__(self) -> _Walk:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._walk)
+
+    def close(self) -> None:
+        _cancel(self._first)
+        self._walk.close()  # type: ignore[attr-defined]
+
+
+def _cancel(fetch: Callable[[], Any]) -> None:
+    cancel = getattr(fetch, "cancel", None)
+    if cancel is not None:
+        cancel()  # a request already answered is not affected
 
 
 def _walk_pages(
@@ -225,7 +250,11 @@ def _walk_pages(
         # Hand the page over without keeping it: while this generator waits, the
         # caller may drop it (a large page parsed is large).
         page, batch = [batch], None
-        yield page.pop()
+        try:
+            yield page.pop()
+        except GeneratorExit:  # closed early: the next page is not wanted
+            _cancel(fetch)
+            raise
         if last:
             return
 
@@ -246,9 +275,10 @@ def results(
             yield result.entity
 
 
-def stream(store: Store, query: Any, namespace: str) -> EntityStream:
-    """``query`` read as one stream: large pages, each prefetched, batches cut here."""
-    return EntityStream(pages(store, query, namespace, page_size=STREAM_PAGE, prefetch=True))
+def stream(store: Store, query: Any, namespace: str, page: int = STREAM_PAGE) -> EntityStream:
+    """``query`` read as one stream: large pages (``page`` at most), each prefetched,
+    batches cut here."""
+    return EntityStream(pages(store, query, namespace, page_size=page, prefetch=True))
 
 
 class EntityStream:

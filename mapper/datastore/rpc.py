@@ -184,6 +184,7 @@ class Store:
                     raise
                 raise error from e
 
+        result.cancel = future.cancel  # type: ignore[attr-defined]  # a walk closed early
         return result
 
     def count(self, kind: str, filters: Sequence[Any], namespace: str) -> int:

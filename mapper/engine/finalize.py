@@ -13,6 +13,7 @@ from mapper.datastore import txn as txns
 from mapper.datastore.metadata import list_namespaces
 from mapper.datastore.rpc import is_permanent
 from mapper.dispatch.messages import FinalizeTask
+from mapper.engine.adapter import Adapter
 from mapper.engine.loading import load_mapper_class
 from mapper.engine.records import (
     JobStatus,
@@ -23,6 +24,7 @@ from mapper.engine.records import (
     shard_key,
     sum_totals,
 )
+from mapper.engine.units import holding_kind
 from mapper.errors import RetrySlice
 
 if TYPE_CHECKING:
@@ -52,13 +54,13 @@ def finalize(rt: Runtime, task: FinalizeTask) -> None:
     mapper.bind(task.job_id, None, rt)
     try:
         with _Renewal(rt, jkey, token):
+            added = _namespaces_added(rt, job, mapper)  # never raises
             rt.fault("before_finish", job_id=task.job_id, token=token)
             if not job.dry_run:  # finish() acts on a job's results: an audit has none
                 mapper.finish()
     except Exception as error:
         _record_failure(rt, jkey, token, error)
         return
-    added = _namespaces_added(rt, job)
     if txns.run_in_transaction(rt.store, lambda t: _succeed(t, jkey, token, added)):
         logger.info("job=%s succeeded totals=%s", task.job_id, totals)
     else:
@@ -108,17 +110,29 @@ def _claim(
 ADDED_SHOWN = 10
 
 
-def _namespaces_added(rt: Runtime, job: _MapperJob) -> dict[str, Any] | None:
-    """For a job over all namespaces (or a prefix): those listed now that were not at
-    its start. They were not read; the job reports them rather than reading them."""
-    if not (job.all_namespaces or job.namespace_prefix is not None):
+def _namespaces_added(rt: Runtime, job: _MapperJob, mapper: Any) -> dict[str, Any] | None:
+    """For a job over many namespaces: the namespaces that hold its kind now but were not
+    read (they appeared, or got the kind, after the start). Reported, not read.
+
+    A failure to find out is logged and recorded as None: it does not fail the job.
+    """
+    if not job.many_namespaces:
         return None
-    prefix = job.namespace_prefix or ""
-    known = set(job.namespaces or ())
-    added = [n for n in list_namespaces(rt.store) if n.startswith(prefix) and n not in known]
+    try:
+        planned = {unit[0] for each in job.units or [] for unit in each}
+        candidates = set(job.namespaces or ())
+        if job.all_namespaces or job.namespace_prefix is not None:
+            prefix = job.namespace_prefix or ""
+            candidates |= {n for n in list_namespaces(rt.store) if n.startswith(prefix)}
+        kind = Adapter(mapper).kind_name()
+        added = holding_kind(rt.store, kind, sorted(candidates - planned))
+    except Exception:
+        logger.warning("job=%s: could not look for namespaces it did not read", job.job_id,
+                       exc_info=True)  # fmt: skip
+        return None
     if added:
         logger.warning(
-            "job=%s: %d namespaces appeared after it started and were not read: %s",
+            "job=%s: %d namespaces hold the kind but were not read (new since the start): %s",
             job.job_id,
             len(added),
             ", ".join(added[:ADDED_SHOWN]),

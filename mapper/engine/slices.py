@@ -14,7 +14,7 @@ from google.cloud import ndb
 
 from mapper.datastore import txn as txns
 from mapper.datastore.keys import key_bytes, key_from_bytes, key_repr
-from mapper.datastore.query import EntityStream, shard_query, stream
+from mapper.datastore.query import STREAM_PAGE, EntityStream, shard_query, stream
 from mapper.datastore.rpc import MAX_MUTATIONS, Key, bounded_batches, is_permanent
 from mapper.dispatch.messages import FinalizeTask, SliceTask
 from mapper.engine import audit
@@ -201,6 +201,7 @@ class _SliceRunner:
                 len(self.units),
                 self.shard.unit or 0,
                 after,
+                per_unit=bool(getattr(self.adapter.mapper, "ONE_NAMESPACE_A_BATCH", False)),
             )
         query = shard_query(
             self.kind, self.filters, self.start_key, self.end_key, after, None, keys_only
@@ -211,10 +212,19 @@ class _SliceRunner:
         unit = self.units[index]  # type: ignore[index]
         start, end = key_from_bytes(unit.start), key_from_bytes(unit.end)
         query = shard_query(self.kind, self.filters, start, end, after, None, keys_only)
-        return stream(self.rt.store, query, unit.namespace)
+        # Read ahead, a unit's first page is asked for early: no larger than the unit was
+        # when planned (a tenant grown since goes on in further pages).
+        page = min(STREAM_PAGE, max(unit.size + 1, self.job.batch_size))
+        return stream(self.rt.store, query, unit.namespace, page)
 
     def _run_default(self) -> None:
         entities = self._stream()
+        try:
+            self._run_batches(entities)
+        finally:
+            entities.close()  # pages asked for ahead and no longer wanted are cancelled
+
+    def _run_batches(self, entities: EntityStream | UnitStream) -> None:
         while True:
             self._fault("before_batch")
             budget = self._await_budget(self.job.batch_size, sleep=False)
@@ -281,8 +291,14 @@ class _SliceRunner:
         return diffs
 
     def _run_exactly_once(self) -> None:
-        size = self.job.batch_size
         entities = self._stream(keys_only=True)
+        try:
+            self._run_exactly_once_batches(entities)
+        finally:
+            entities.close()
+
+    def _run_exactly_once_batches(self, entities: EntityStream | UnitStream) -> None:
+        size = self.job.batch_size
         while True:
             self._fault("before_batch")
             budget = self._await_budget(size)

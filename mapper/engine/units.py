@@ -146,18 +146,24 @@ def measure(
         sizes = each(lambda n: _probe(store, kind, n), list(namespaces))
         # The probed sizes are a lower bound of the total: so is the piece.
         piece = _piece_size(sum(sizes.values()), shards)
-        walked = each(
-            lambda n: _walk(store, kind, n), [n for n, size in sizes.items() if size > piece]
-        )
+        larger = [n for n, size in sizes.items() if size > min(PROBE, piece)]
+        walked = each(lambda n: _walk(store, kind, n), larger)
     sizes |= {n: count for n, (count, _) in walked.items()}
     samples = {n: keys for n, (_, keys) in walked.items()}
     return {n: s for n, s in sizes.items() if s}, samples
 
 
-def _probe(store: Store, kind: str, namespace: str) -> int:
+def _probe(store: Store, kind: str, namespace: str, most: int = PROBE + 1) -> int:
     query = kind_query(kind, keys_only=True)
-    query.limit.value = PROBE + 1
+    query.limit.value = most
     return sum(1 for _ in results(store, query, namespace))
+
+
+def holding_kind(store: Store, kind: str, namespaces: Sequence[str]) -> list[str]:
+    """Those of ``namespaces`` holding an entity of ``kind`` (a one-key probe each)."""
+    with concurrent.futures.ThreadPoolExecutor(IN_FLIGHT) as pool:
+        found = pool.map(lambda n: _probe(store, kind, n, 1), namespaces)
+        return [n for n, count in zip(namespaces, found, strict=True) if count]
 
 
 def _walk(store: Store, kind: str, namespace: str) -> tuple[int, list[Any]]:
@@ -266,6 +272,8 @@ class UnitStream:
 
     ``position`` is what a checkpoint records: a unit and the last key taken from it
     (None: nothing yet). Everything taken comes before it; nothing not taken does.
+    With ``per_unit`` a batch ends at the end of its unit (its entities share one
+    namespace).
     """
 
     def __init__(
@@ -274,8 +282,11 @@ class UnitStream:
         count: int,
         unit: int,
         after: Any | None,
+        per_unit: bool = False,
     ):
         self._open, self._count = open_unit, count
+        #: True: a batch ends where a unit does (one namespace a batch).
+        self._per_unit = per_unit
         self.unit, self.last = unit, after
         #: The unit of the stream at the head of ``_opened``, and the next one to open.
         self._reading = self._next = unit
@@ -309,6 +320,8 @@ class UnitStream:
                 self.unit, self.last = self._reading, got[-1].entity.key
             if len(taken) < size:  # fewer than asked: this unit is read through
                 self._advance()
+                if self._per_unit and taken:
+                    break
         return taken
 
     def exhausted(self) -> bool:

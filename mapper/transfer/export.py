@@ -1,8 +1,10 @@
 """Export: raw entities of any kinds and namespaces to a dump, one part file per batch.
 
-An export is one job per (namespace, kind), all started together. Each batch
-becomes a part file named by the shard and the batch's stable number, so a
-replayed batch rewrites its file instead of adding one. Every part is recorded
+An export is one job per kind, all started together; a kind in several namespaces
+is one job over them all (docs/namespaces.md: small namespaces grouped, large ones
+split by key range). Each batch (of one namespace) becomes a part file named by the
+namespace, the shard and the batch's stable number, so a replayed batch rewrites its
+file instead of adding one. Every part is recorded
 in Datastore under the export's record; the job that finishes last writes the
 manifest from those records.
 """
@@ -55,8 +57,11 @@ class _MapperExport(ndb.Model):
     out = ndb.TextProperty()
     project = ndb.TextProperty()
     database = ndb.TextProperty(default="")
-    #: [[namespace, kind], ...], one job each; job i has id ``{export id}-{i}``.
+    #: [[namespace, kind], ...]: what the export covers (the manifest's kinds and
+    #: namespaces); one job each when ``groups`` is None (an export from before groups).
     pairs = ndb.JsonProperty(default=[])
+    #: [[kind, [namespace, ...]], ...], one job each; job i has id ``{export id}-{i}``.
+    groups = ndb.JsonProperty()
     done = ndb.JsonProperty(default=[])
     metadata = ndb.JsonProperty(default={})
     manifest_written = ndb.BooleanProperty(indexed=False, default=False)
@@ -82,6 +87,7 @@ class ExportMapper(Mapper):
 
     RAW = True
     WRITES = False  # its rate counts entities read; no write ramp-up
+    ONE_NAMESPACE_A_BATCH = True  # a part file holds one namespace
 
     def __init__(self, **params: Any):
         super().__init__(**params)
@@ -99,7 +105,8 @@ class ExportMapper(Mapper):
 
     def end_batch(self, number: int) -> None:
         entities, self._batch = self._batch, []
-        namespace = self.params.get("namespace", "")
+        # One namespace a batch: the job's, or (a job over many) its entities' own.
+        namespace = self.params.get("namespace") or entities[0].key.partition_id.namespace_id
         if self.params.get("format") == "managed":
             relpath = output_relpath(self.params["kind"], namespace, self.shard or 0, number)
             info = write_output(self.params["out"], relpath, entities)
@@ -134,7 +141,7 @@ class ExportMapper(Mapper):
 
         with rt.context():
             export = txns.run_in_transaction(rt.store, mark_done)
-            if len(export.done) == len(export.pairs):
+            if len(export.done) == len(export_jobs(export)):
                 write_export_manifest(rt, export)
 
 
@@ -235,6 +242,21 @@ def resolve_pairs(rt: Runtime, spec: ExportSpec) -> list[list[str]]:
     return pairs
 
 
+def group_by_kind(pairs: list[list[str]]) -> list[list[Any]]:
+    """One job's worth each: ``[kind, [namespace, ...]]`` in kind order."""
+    namespaces: dict[str, list[str]] = {}
+    for namespace, kind in pairs:
+        namespaces.setdefault(kind, []).append(namespace)
+    return [[kind, sorted(namespaces[kind])] for kind in sorted(namespaces)]
+
+
+def export_jobs(export: _MapperExport) -> list[tuple[str, list[str]]]:
+    """The export's jobs in order, as (kind, namespaces)."""
+    if export.groups is None:  # an export started before kinds were grouped
+        return [(kind, [namespace]) for namespace, kind in export.pairs]
+    return [(kind, list(namespaces)) for kind, namespaces in export.groups]
+
+
 def start_export(rt: Runtime, spec: ExportSpec) -> Export:
     """Start an export (idempotent for a client-chosen ``spec.id``); returns its handle."""
     spec.validate()
@@ -248,11 +270,13 @@ def start_export(rt: Runtime, spec: ExportSpec) -> Export:
         export = _create_export(rt, export_id, spec, store)
         if not export.pairs and not export.manifest_written:
             write_export_manifest(rt, export)
-        for index, (namespace, kind) in enumerate(export.pairs):
+        jobs = export_jobs(export)
+        for index, (kind, namespaces) in enumerate(jobs):
+            one = namespaces[0] if len(namespaces) == 1 else None
             params = {
                 "export": export_id,
                 "kind": kind,
-                "namespace": namespace,
+                **({"namespace": one} if one is not None else {}),
                 "out": spec.out,
                 "filters": [list(f) for f in spec.filters],
                 **({"format": "managed"} if spec.format == "managed" else {}),
@@ -262,10 +286,12 @@ def start_export(rt: Runtime, spec: ExportSpec) -> Export:
                 params=params,
                 shards=spec.shards,
                 batch_size=spec.batch_size,
-                namespace=namespace,
+                namespace=one or "",
+                # A kind in several namespaces: one job over them (mapper.engine.units).
+                namespaces=None if one is not None else namespaces,
                 id=f"{export_id}-{index}",
                 # The kinds' jobs run side by side: each gets an equal share.
-                max_rate=spec.max_rate / len(export.pairs) if spec.max_rate else None,
+                max_rate=spec.max_rate / len(jobs) if spec.max_rate else None,
             )
             start_job(rt, job_spec)
     return Export(rt, export_id)
@@ -285,6 +311,7 @@ def _create_export(rt: Runtime, export_id: str, spec: ExportSpec, store: Any) ->
         project=rt.settings.project,
         database=rt.settings.database,
         pairs=pairs,
+        groups=group_by_kind(pairs),
         metadata={
             "filters": [list(f) for f in spec.filters],
             **({"format": "managed"} if spec.format == "managed" else {}),
@@ -316,7 +343,7 @@ class Export(StatusHandle):
 
 @dataclasses.dataclass(frozen=True)
 class ExportInfo:
-    """An export as it stands: one status over its jobs (one per namespace and kind)."""
+    """An export as it stands: one status over its jobs (one per kind)."""
 
     id: str
     status: JobStatus
@@ -338,18 +365,21 @@ def export_status(rt: Runtime, export_id: str) -> ExportInfo:
         export = txns.get(rt.store, export_key(export_id, rt.settings.state_namespace))[0]
         if export is None:
             raise NotFoundError(f"no export {export_id!r}")
-        jobs = [job_status(rt, f"{export_id}-{i}") for i in range(len(export.pairs))]
+        planned = export_jobs(export)
+        jobs = [job_status(rt, f"{export_id}-{i}") for i in range(len(planned))]
     done = bool(export.manifest_written) and all(j.status == JobStatus.SUCCEEDED for j in jobs)
     kinds = [
         {
-            "namespace": ns,
+            # One namespace: its name; several: None, and ``namespaces`` lists them.
+            "namespace": namespaces[0] if len(namespaces) == 1 else None,
+            "namespaces": namespaces,
             "kind": kind,
             "entities": j.counters.get("processed", 0),
             "bytes": j.counters.get("bytes", 0),
             "status": j.status.value,
             "error": j.error,
         }
-        for (ns, kind), j in zip(export.pairs, jobs, strict=True)
+        for (kind, namespaces), j in zip(planned, jobs, strict=True)
     ]
     # A managed export's table of contents is its overall metadata file, named by the id.
     written = f"{export_id}{OVERALL_SUFFIX}" if export.metadata.get("format") else MANIFEST

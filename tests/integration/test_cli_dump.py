@@ -92,3 +92,20 @@ def test_import_with_two_shards_runs_on_two_shards(cli, namespace, seed, tmp_pat
     stage = job_status(runtime, "two-0")
     assert len(stage.shards) == 2
     assert all(s.counters["processed"] > 0 for s in stage.shards)
+
+
+def test_export_takes_its_namespaces_from_a_file(cli, runtime, namespace, tmp_path):
+    from tests.support.fixtures_alltypes import entity, key
+
+    tenants = [f"{namespace}-{i}" for i in range(3)]
+    for i, tenant in enumerate(tenants):
+        runtime.store.write(
+            [entity(key(runtime.settings.project, tenant, "Person", j + 1)) for j in range(i + 1)],
+            [],
+        )
+    listed = tmp_path / "tenants.txt"
+    listed.write_text("\n".join(tenants))
+    result = cli("export", "--out", str(tmp_path / "dump"), "--kind", "Person",
+                 "--namespaces-from", str(listed))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "3 namespaces/Person: 6 entities" in result.output

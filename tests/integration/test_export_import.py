@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import gzip
 import json
 import os
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from google.cloud import ndb
 
-from mapper.datastore.keys import key_order
+from mapper.datastore.keys import key_from_bytes, key_order
 from mapper.datastore.keywalk import move_partitions
 from mapper.datastore.query import shard_query
 from mapper.dump.manifest import MANIFEST, read_manifest
@@ -278,3 +279,35 @@ def test_export_to_cloud_storage_and_restore_from_it(runtime, namespace, seed, g
     assert plan["entities"] == done.counters["put"] == 80
     names = sorted(pb.properties["name"].string_value for pb in stored(runtime, target, "Person"))
     assert names == [f"p{i:05d}" for i in range(80)]
+
+
+def test_an_export_over_many_namespaces_is_one_job_per_kind_with_each_entity_once(
+    runtime, namespace, tmp_path
+):
+    sizes = [230, 40, 7, 1] + [3] * 20
+    tenants = [f"{namespace}-{i:02d}" for i in range(len(sizes))]
+    project = runtime.settings.project
+    for tenant, size in zip(tenants, sizes, strict=True):
+        people = [
+            entity(key(project, tenant, "Person", i + 1), name=scalar("string_value", f"p{i}"))
+            for i in range(size)
+        ]
+        tags = [entity(key(project, tenant, "Tag", "t"))] if size > 5 else []
+        runtime.store.write(people + tags, [])
+    status = export(runtime, tmp_path / "dump", namespaces=tenants, kinds=["Person", "Tag"],
+                    shards=3, batch_size=50)  # fmt: skip
+
+    # One job per kind, each over the namespaces holding it (docs/namespaces.md).
+    assert [(k["kind"], len(k["namespaces"]), k["entities"]) for k in status.kinds] == [
+        ("Person", 24, sum(sizes)), ("Tag", 24, 3)
+    ]  # fmt: skip
+    assert len(status.jobs) == 2
+    manifest = read_manifest(tmp_path / "dump")
+    assert set(manifest.namespaces) == set(tenants)
+    assert manifest.totals["entities"] == sum(sizes) + 3
+    # Each part holds one namespace; every entity is in the dump once.
+    assert all(len(part.namespaces) == 1 for part in manifest.parts)
+    keys = [key_from_bytes(k) for k in dump_keys(tmp_path / "dump")]
+    assert len(set(dump_keys(tmp_path / "dump"))) == len(keys) == sum(sizes) + 3
+    per_tenant = collections.Counter(k.partition_id.namespace_id for k in keys)
+    assert per_tenant == {t: s + (s > 5) for t, s in zip(tenants, sizes, strict=True)}

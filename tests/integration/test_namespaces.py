@@ -12,8 +12,13 @@ from google.cloud import ndb
 from mapper.engine.runtime import Runtime
 from mapper.engine.status import job_status
 from mapper.testing.emulator import Emulator
-from tests.support.mappers import Person
+from tests.support.mappers import Person, TouchPeople
 from tests.support.processes import FAULTS, command_starter, finish, kill_when, progress
+
+
+class Tag(ndb.Model):
+    pass
+
 
 #: One tenant of 20,000, three middling, the rest tiny (1 to 40 entities).
 SIZES = [20_000, 1_500, 800, 300] + [1 + (i * 7) % 40 for i in range(296)]
@@ -68,7 +73,9 @@ def test_all_namespaces_touch_every_entity_once_with_even_shards(
     loads = [shard.counters["processed"] for shard in info.shards]
     assert len(loads) == 8 and max(loads) <= 2 * total / 8, loads
     # The large tenant was cut into key ranges: no shard read it alone.
-    assert "300 hold the kind" in info.split
+    # docs/namespaces.md quotes this line.
+    assert "300 hold the kind (28636 entities) -> 311 units over 8 shards" in info.split
+    assert "(largest shard 3580, average 3580)" in info.split
     # Counters per namespace: the top ones, and the rest as "(other)", adding up.
     counters = info.namespace_counters
     assert counters[f"{namespace}-000"] == {"processed": 20_000, "put": 20_000}
@@ -88,21 +95,35 @@ def test_a_prefix_selects_its_namespaces_and_reports_ones_that_appear_later(
     chosen = tenants(namespace, [30, 5, 1], tag="a")
     other = tenants(namespace, [12, 7], tag="b")
     seed_tenants(runtime, chosen | other)
+    # Listed at the start, without the kind: it gets some while the job runs.
+    quiet = f"{namespace}a-quiet"
+    with runtime.context():
+        Tag(key=ndb.Key(Tag, "t", namespace=quiet)).put(use_cache=False)
     late = f"{namespace}a-new"
 
     result = cli("run", "tests.support.mappers:TouchAndOpenTenant",
                  "--namespace-prefix", f"{namespace}a", "--shards", "2", "--id", "pre",
-                 "--param", f"tenant={late}", "--param", f"at={namespace}a-000")  # fmt: skip
-    assert "job pre succeeded: processed=36, put=37" in result.output
+                 "--param", f'tenants=["{late}", "{quiet}"]',
+                 "--param", f"at={namespace}a-000")  # fmt: skip
+    assert "job pre succeeded: processed=36, put=38" in result.output
 
-    seen = touched(runtime, [*chosen, *other, late])
+    seen = touched(runtime, [*chosen, *other, late, quiet])
     assert all(seen[n] == {1: size} for n, size in chosen.items())
     assert all(seen[n] == {0: size} for n, size in other.items())
-    # The tenant that appeared while the job ran was not read, and is reported.
-    assert seen[late] == {0: 1}
+    # The tenants that appeared (or got the kind) while the job ran were not read, and
+    # are reported.
+    assert seen[late] == seen[quiet] == {0: 1}
     info = job_status(runtime, "pre")
-    assert info.namespaces_added == {"count": 1, "first": [late]}
-    assert (info.namespaces_listed, info.namespaces_total) == (3, 3)
+    assert info.namespaces_added == {"count": 2, "first": sorted([late, quiet])}
+    assert (info.namespaces_listed, info.namespaces_total) == (4, 3)
+
+
+def test_tenants_larger_than_the_probe_are_counted_in_full(runtime, namespace):
+    planned = tenants(namespace, [1_100, 1_300])
+    seed_tenants(runtime, planned)
+    job = TouchPeople().run(namespaces=list(planned), runtime=runtime, job_id="full")
+    info = job.status()
+    assert info.planned == info.counters["processed"] == 2_400
 
 
 def test_namespaces_from_a_file_on_either_emulator(runtime, namespace, cli, tmp_path):

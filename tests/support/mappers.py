@@ -149,13 +149,13 @@ class LongName(Mapper):
 
 
 class TouchAndOpenTenant(TouchPeople):
-    """TouchPeople that, at person p00000 of namespace ``params['at']``, opens a tenant:
-    one Person in the namespace ``params['tenant']`` (a namespace that appears while a
-    job over many runs)."""
+    """TouchPeople that, at person p00000 of namespace ``params['at']``, opens tenants:
+    one Person in each namespace of ``params['tenants']`` (namespaces that appear, or
+    get the kind, while a job over many runs)."""
 
     def map(self, entity: Person) -> tuple[list[Any], list[Any]]:
         puts, deletes = super().map(entity)
         if entity.key.namespace() == self.params["at"] and entity.name == "p00000":
-            key = ndb.Key(Person, "first", namespace=self.params["tenant"])
-            puts = [*puts, Person(key=key, name="first")]
+            for tenant in self.params["tenants"]:
+                puts.append(Person(key=ndb.Key(Person, "first", namespace=tenant)))
         return puts, deletes
