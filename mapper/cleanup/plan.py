@@ -35,6 +35,9 @@ class Plan:
     samples: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     target: dict[str, Any] = dataclasses.field(default_factory=dict)
     command: str = ""
+    #: A plan over many namespaces (docs/namespaces.md): the ones it looked in
+    #: (``namespace`` is then ""); its target says per kind where to act.
+    namespaces: list[str] | None = None
 
     @property
     def empty(self) -> bool:
@@ -70,6 +73,8 @@ class Plan:
     def render(self) -> list[str]:
         """The plan as lines, in the manner of Django's remove_stale_contenttypes."""
         where = f"namespace {self.namespace!r}" if self.namespace else "the default namespace"
+        if self.namespaces is not None:
+            where = f"{len(self.namespaces)} namespaces"
         if self.empty:
             return [f"{self.cleanup}: nothing is stale in {where}."]
         lines = [f"{self.cleanup} in {where}:"]

@@ -49,19 +49,32 @@ def model_classes(modules: Sequence[str]) -> dict[str, type[ndb.Model]]:
 # -- stale kinds ---------------------------------------------------------------------
 
 
-def plan_stale_kinds(rt: Runtime, modules: Sequence[str], namespace: str = "") -> Plan:
-    """Kinds in ``namespace`` (``__kind__`` query) that no model in ``modules`` defines.
+def plan_stale_kinds(
+    rt: Runtime, modules: Sequence[str], namespace: str = "", namespaces: list[str] | None = None
+) -> Plan:
+    """Kinds in ``namespace`` (``__kind__`` query) that no model in ``modules`` defines;
+    with ``namespaces``, in each of them (the plan says per kind where).
 
     Mapper's own kinds (``_MapperJob`` ...) and Datastore's ``__*__`` kinds are
     never stale. Needs metadata queries (not on the Firestore emulator).
     """
     defined = set(model_classes(modules))
-    stale = [k for k in list_kinds(rt.store, namespace) if k not in defined | INTERNAL_KINDS]
-    plan = Plan("stale kinds", namespace, target={"kinds": stale}, command="stale-kinds")
-    for kind in stale:
-        plan.counts[kind] = count_kind(rt, kind, namespace)
-        first = scan(rt, kind, namespace, keys_only=True, limit=SAMPLES)
-        plan.samples[kind] = [key_repr(e.key) for e in first]
+    plan = Plan("stale kinds", namespace, target={"kinds": []}, command="stale-kinds",
+                namespaces=namespaces)  # fmt: skip
+    where: dict[str, list[str]] = {}
+    for each in namespaces if namespaces is not None else [namespace]:
+        for kind in list_kinds(rt.store, each):
+            if kind in defined | INTERNAL_KINDS:
+                continue
+            where.setdefault(kind, []).append(each)
+            plan.counts[kind] = plan.counts.get(kind, 0) + count_kind(rt, kind, each)
+            room = SAMPLES - len(plan.samples.get(kind, []))
+            if room > 0:
+                first = scan(rt, kind, each, keys_only=True, limit=room)
+                plan.samples.setdefault(kind, []).extend(key_repr(e.key) for e in first)
+    plan.target["kinds"] = sorted(where)
+    if namespaces is not None:
+        plan.target["namespaces"] = where
     return plan
 
 
@@ -82,8 +95,11 @@ def stale_properties_of(entity: Any, model: type[ndb.Model]) -> list[str]:
     return [name for name in entity.properties if name.split(".", 1)[0] not in known]
 
 
-def plan_stale_properties(rt: Runtime, modules: Sequence[str], namespace: str = "") -> Plan:
-    """Per kind of a model in ``modules`` (Expando models excepted): stale property names.
+def plan_stale_properties(
+    rt: Runtime, modules: Sequence[str], namespace: str = "", namespaces: list[str] | None = None
+) -> Plan:
+    """Per kind of a model in ``modules`` (Expando models excepted): stale property names,
+    in ``namespace`` or in each of ``namespaces`` (the plan says per kind where).
 
     Reads every entity of those kinds rather than asking ``__property__``:
     that metadata lists indexed properties only, so an unindexed stale
@@ -91,17 +107,25 @@ def plan_stale_properties(rt: Runtime, modules: Sequence[str], namespace: str = 
     scan also works where metadata queries do not (the Firestore emulator).
     """
     plan = Plan("stale properties", namespace, target={"properties": {}},
-                command="stale-properties")  # fmt: skip
+                command="stale-properties", namespaces=namespaces)  # fmt: skip
+    where: dict[str, list[str]] = {}
     for kind, model in sorted(model_classes(modules).items()):
         if issubclass(model, ndb.Expando):
             continue
         stale: set[str] = set()
-        for entity in scan(rt, kind, namespace):
-            for name in stale_properties_of(entity, model):
-                plan.add(f"{kind}.{name}", entity.key)
-                stale.add(name)
+        for each in namespaces if namespaces is not None else [namespace]:
+            seen = False
+            for entity in scan(rt, kind, each):
+                for name in stale_properties_of(entity, model):
+                    plan.add(f"{kind}.{name}", entity.key)
+                    stale.add(name)
+                    seen = True
+            if seen:
+                where.setdefault(kind, []).append(each)
         if stale:
             plan.target["properties"][kind] = sorted(stale)
+    if namespaces is not None:
+        plan.target["namespaces"] = where
     return plan
 
 
@@ -133,8 +157,13 @@ def _run(
     shards: int,
     max_rate: float | None = None,
 ) -> int:
+    """One job over the kind: in the plan's namespace, or over the namespaces the plan
+    found it stale in (one job over many: mapper.engine.units)."""
+    where: list[str] | None = (plan.target.get("namespaces") or {}).get(params["kind"])
+    many = plan.namespaces is not None and where is not None
     spec = JobSpec(mapper=class_spec(mapper), params=params, shards=shards, batch_size=500,
-                   namespace=plan.namespace, max_rate=max_rate)  # fmt: skip
+                   namespace="" if many else plan.namespace,
+                   namespaces=list(where or ()) if many else None, max_rate=max_rate)  # fmt: skip
     info = start_job(rt, spec).wait()
     if info.status != JobStatus.SUCCEEDED:
         raise CleanupError(f"cleanup job {info.id} {info.status.value}: {info.error}")

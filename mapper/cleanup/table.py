@@ -21,6 +21,7 @@ from mapper.cleanup.stale import (
     plan_stale_properties,
 )
 from mapper.engine.spec import check_max_rate
+from mapper.engine.units import check_selection, select_namespaces
 from mapper.errors import CleanupError
 
 if TYPE_CHECKING:
@@ -77,6 +78,50 @@ def _orphan_spec(fields: Mapping[str, Any]) -> OrphanSpec:
     ).validate()
 
 
+#: The request fields that make a cleanup look in many namespaces (docs/namespaces.md).
+MANY = ("all_namespaces", "namespace_prefix", "namespaces")
+
+
+def _check_many(fields: Mapping[str, Any]) -> None:
+    given = fields.get("namespaces")
+    check_selection(
+        bool(fields.get("all_namespaces")),
+        fields.get("namespace_prefix"),
+        list(given) if isinstance(given, list | tuple) else given,
+        fields.get("namespace") or "",
+    )
+
+
+def _one_namespace(fields: Mapping[str, Any]) -> None:
+    used = [name for name in MANY if fields.get(name) not in (None, False)]
+    if used:
+        raise CleanupError(f"this cleanup plans one namespace at a time; {used[0]} is not taken")
+
+
+def _where(rt: Runtime, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``namespace`` and ``namespaces`` (None: that one namespace) for a stale cleanup."""
+    _check_many(fields)
+    given = fields.get("namespaces")
+    if (
+        not fields.get("all_namespaces")
+        and fields.get("namespace_prefix") is None
+        and (given is None)
+    ):
+        return {"namespace": fields.get("namespace", ""), "namespaces": None}
+    names, _ = select_namespaces(
+        rt.store,
+        bool(fields.get("all_namespaces")),
+        fields.get("namespace_prefix"),
+        None if given is None else list(given),
+    )
+    return {"namespace": "", "namespaces": names}
+
+
+def _check_orphans(fields: Mapping[str, Any]) -> OrphanSpec:
+    _one_namespace(fields)
+    return _orphan_spec(fields)
+
+
 def _orphans(rt: Runtime, fields: Mapping[str, Any]) -> Plan:
     spec = _orphan_spec(fields)
     return plan_orphans(rt, spec, fields.get("namespace", ""), fields.get("shards") or 4)
@@ -87,16 +132,23 @@ CLEANUPS: dict[str, Cleanup] = {
     for c in (
         Cleanup(
             "stale-kinds",
-            lambda rt, f: plan_stale_kinds(rt, _models(f), f.get("namespace", "")),
+            lambda rt, f: plan_stale_kinds(rt, _models(f), **_where(rt, f)),
             apply_stale_kinds,
+            check=_check_many,
         ),
         Cleanup(
             "stale-properties",
-            lambda rt, f: plan_stale_properties(rt, _models(f), f.get("namespace", "")),
+            lambda rt, f: plan_stale_properties(rt, _models(f), **_where(rt, f)),
             apply_stale_properties,
             "Rewrite those entities without the listed properties?",
+            check=_check_many,
         ),
-        Cleanup("orphans", _orphans, apply_orphans, check=_orphan_spec),
+        Cleanup(
+            "orphans",
+            _orphans,
+            apply_orphans,
+            check=_check_orphans,
+        ),
         Cleanup(
             "missing",
             lambda rt, f: plan_missing(
@@ -108,6 +160,7 @@ CLEANUPS: dict[str, Cleanup] = {
                 f.get("dump_namespace"),
             ),
             apply_missing,
+            check=_one_namespace,
         ),
     )
 }

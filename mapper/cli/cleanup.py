@@ -12,6 +12,7 @@ import click
 from mapper.cleanup import table
 from mapper.cli.common import parse_param, runtime
 from mapper.engine.spec import check_max_rate
+from mapper.engine.units import read_namespace_file
 
 
 def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -28,6 +29,32 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
         help="With --apply: entities deleted or rewritten per second (default: no limit).",
     )(fn)
     return fn
+
+
+def _many(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options that plan the cleanup in many namespaces at once (docs/namespaces.md)."""
+    fn = click.option(
+        "--namespaces-from",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="In each namespace named in FILE, one per line.",
+    )(fn)
+    fn = click.option(
+        "--namespace-prefix", default=None, help="In each namespace starting with this."
+    )(fn)
+    fn = click.option("--all-namespaces", is_flag=True, help="In every namespace listed.")(fn)
+    return fn
+
+
+def _selection(
+    namespace: str, all_namespaces: bool, namespace_prefix: str | None, namespaces_from: str | None
+) -> dict[str, Any]:
+    return {
+        "namespace": namespace,
+        "all_namespaces": all_namespaces,
+        "namespace_prefix": namespace_prefix,
+        "namespaces": read_namespace_file(namespaces_from) if namespaces_from else None,
+    }
 
 
 def _run(
@@ -69,22 +96,34 @@ def cleanup() -> None:
 @cleanup.command("stale-kinds")
 @click.option("--models", required=True, metavar="MODULE[,MODULE]", help="Modules of models.")
 @_common
+@_many
 def stale_kinds(
-    models: str, namespace: str, do_apply: bool, yes: bool, as_json: bool, max_rate: float | None
+    models: str,
+    do_apply: bool,
+    yes: bool,
+    as_json: bool,
+    max_rate: float | None,
+    **where: Any,
 ) -> None:
     """Kinds in the store that no model in --models defines (never mapper's own)."""
-    fields = {"models": models, "namespace": namespace}
+    fields = {"models": models, **_selection(**where)}
     _run("stale-kinds", fields, do_apply, yes, as_json, max_rate)
 
 
 @cleanup.command("stale-properties")
 @click.option("--models", required=True, metavar="MODULE[,MODULE]", help="Modules of models.")
 @_common
+@_many
 def stale_properties(
-    models: str, namespace: str, do_apply: bool, yes: bool, as_json: bool, max_rate: float | None
+    models: str,
+    do_apply: bool,
+    yes: bool,
+    as_json: bool,
+    max_rate: float | None,
+    **where: Any,
 ) -> None:
     """Stored properties the models no longer define (Expando models excepted)."""
-    fields = {"models": models, "namespace": namespace}
+    fields = {"models": models, **_selection(**where)}
     _run("stale-properties", fields, do_apply, yes, as_json, max_rate)
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime
 import json
 
+import pytest
+
 from mapper.cleanup.plan import Plan
 from mapper.cleanup.stale import plan_stale_kinds, plan_stale_properties
-from mapper.cleanup.table import apply
+from mapper.cleanup.table import apply, check
+from mapper.errors import CleanupError
 from tests.support.cleanup_seed import entity, only, put, snapshot, without
 
 MODELS = ["tests.support.cleanup_models"]
@@ -120,3 +123,64 @@ def test_stale_properties_apply_strips_only_them_and_keeps_all_else_byte_for_byt
     assert apply(runtime, plan) == {"Order": 0, "Person": 0}
     assert snapshot(runtime, namespace) == after
     assert plan_stale_properties(runtime, MODELS, namespace).empty
+
+
+def test_stale_properties_in_many_namespaces_are_one_plan_and_one_job_a_kind(
+    runtime, namespace, emulator_env, cli, tmp_path
+):
+    from google.cloud import datastore
+
+    tenants = [f"{namespace}-{i}" for i in range(4)]
+    for i, tenant in enumerate(tenants):
+        client = datastore.Client(project=runtime.settings.project, namespace=tenant)
+        put(client, "Person", 3, name="p", **({"nickname": "n"} if i % 2 else {}))
+        put(client, "Order", 2, total=1, legacy_code=f"c{i}")
+    before = {t: snapshot(runtime, t) for t in tenants}
+    listed = tmp_path / "tenants.txt"
+    listed.write_text("\n".join(tenants))
+
+    shown = cli("cleanup", "stale-properties", "--models", MODELS[0],
+                "--namespaces-from", str(listed), "--json")  # fmt: skip
+    plan = json.loads(shown.stdout)
+    assert shown.exit_code == 1 and plan["namespaces"] == tenants
+    assert plan["counts"] == {"Order.legacy_code": 8, "Person.nickname": 6}
+    assert plan["target"]["namespaces"] == {"Order": tenants, "Person": tenants[1::2]}
+
+    applied = cli("cleanup", "stale-properties", "--models", MODELS[0],
+                  "--namespaces-from", str(listed), "--apply", "--yes")  # fmt: skip
+    assert "in 4 namespaces:" in applied.output
+    assert "applied: Order=8, Person=6" in applied.output
+    for tenant in tenants:
+        after = snapshot(runtime, tenant)
+        stripped = {k: without(v, "legacy_code", "nickname") for k, v in before[tenant].items()}
+        assert after == stripped
+    again = cli("cleanup", "stale-properties", "--models", MODELS[0],
+                "--namespaces-from", str(listed))  # fmt: skip
+    assert again.exit_code == 0 and "nothing is stale in 4 namespaces" in again.output
+
+
+def test_stale_kinds_in_every_namespace_with_a_prefix(
+    runtime, namespace, emulator_env, cli, needs_metadata
+):
+    from google.cloud import datastore
+
+    tenants = [f"{namespace}-{i}" for i in range(3)]
+    for i, tenant in enumerate(tenants):
+        client = datastore.Client(project=runtime.settings.project, namespace=tenant)
+        put(client, "Person", 2, name="p")
+        put(client, "OldThing", i + 1, x=1)
+    applied = cli("cleanup", "stale-kinds", "--models", MODELS[0],
+                  "--namespace-prefix", f"{namespace}-", "--apply", "--yes")  # fmt: skip
+    assert "stale kinds in 3 namespaces:" in applied.output
+    assert "applied: OldThing=6" in applied.output
+    assert all(snapshot(runtime, t, "OldThing") == {} for t in tenants)
+    assert all(len(snapshot(runtime, t, "Person")) == 2 for t in tenants)
+
+
+def test_orphans_and_missing_plan_one_namespace_at_a_time():
+    for name, fields in (
+        ("orphans", {"kind": "Order", "properties": ["person"], "all_namespaces": True}),
+        ("missing", {"kind": "Order", "source": "x", "namespaces": ["a", "b"]}),
+    ):
+        with pytest.raises(CleanupError, match="one namespace at a time; .* is not taken"):
+            check(name, fields)

@@ -357,3 +357,9 @@ def test_cleanup_plans_and_applies_through_the_admin_api(client, namespace, data
     again = client.post("/_mapper/cleanup/stale-properties", json=body).json
     assert again["plan"]["empty"] is True
     assert client.post("/_mapper/cleanup/everything", json=body).status_code == 404
+    # The namespace list of a plan over many (docs/namespaces.md).
+    many = {"models": body["models"], "namespaces": [namespace, namespace + "x"]}
+    listed = client.post("/_mapper/cleanup/stale-properties", json=many).json
+    assert listed["plan"]["namespaces"] == [namespace, namespace + "x"]
+    both = client.post("/_mapper/cleanup/stale-kinds", json={**many, "namespace": namespace})
+    assert both.status_code == 400 and "exclude each other" in both.json["error"]
