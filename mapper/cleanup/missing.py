@@ -35,8 +35,10 @@ def plan_missing(
     namespace: str = "",
     filters: Sequence[Any] = (),
     dump_namespace: str | None = None,
+    namespaces: list[str] | None = None,
 ) -> Plan:
-    """Entities of ``kind`` in scope whose keys the (complete) dump at ``source`` lacks.
+    """Entities of ``kind`` in scope whose keys the (complete) dump at ``source`` lacks;
+    with ``namespaces``, in each of them (a multi-tenant dump, each tenant its own).
 
     Args:
         source: the dump directory (local path or ``gs://``) the sync imported.
@@ -51,24 +53,36 @@ def plan_missing(
     """
     if not isinstance(kind, str) or not kind or kind.startswith("__"):
         raise CleanupError(f"missing needs a user kind (--kind), got {kind!r}")
+    if namespaces is not None and dump_namespace is not None:
+        raise CleanupError("--dump-namespace moves one namespace; with many, each is its own")
     scope = scope_filters(filters)
     source = resolve_source(source)
-    source_ns = namespace if dump_namespace is None else dump_namespace
+    # Target namespace -> the dump's namespace that is the truth for it.
+    sources = (
+        {n: n for n in namespaces}
+        if namespaces is not None
+        else {namespace: namespace if dump_namespace is None else dump_namespace}
+    )
     manifest = read_manifest(source)  # a managed export's is built from its files: once
-    check_covers(manifest, source, kind, source_ns, scope)
+    for source_ns in sources.values():
+        check_covers(manifest, source, kind, source_ns, scope)
+    targets = {source_ns: target for target, source_ns in sources.items()}
     present: set[bytes] = set()
 
     def collect(pb: Any, where: str, lineno: int | None) -> None:
-        if pb.key.path[-1].kind == kind and pb.key.partition_id.namespace_id == source_ns:
-            present.add(key_bytes(_in_target(rt, pb.key, namespace)))
+        target = targets.get(pb.key.partition_id.namespace_id)
+        if pb.key.path[-1].kind == kind and target is not None:
+            present.add(key_bytes(_in_target(rt, pb.key, target)))
 
     validate_dump(source, check=collect, manifest=manifest)
-    plan = Plan(f"missing {kind} rows", namespace, target={"kind": kind, "keys": []},
-                command="missing")  # fmt: skip
-    for entity in scan(rt, kind, namespace, scope, keys_only=True):
-        if key_bytes(entity.key) not in present:
-            plan.add(kind, entity.key)
-            plan.target["keys"].append(key_bytes(entity.key).hex())
+    plan = Plan(f"missing {kind} rows", namespace if namespaces is None else "",
+                target={"kind": kind, "keys": []}, command="missing",
+                namespaces=namespaces)  # fmt: skip
+    for target in sources:
+        for entity in scan(rt, kind, target, scope, keys_only=True):
+            if key_bytes(entity.key) not in present:
+                plan.add(kind, entity.key)
+                plan.target["keys"].append(key_bytes(entity.key).hex())
     return plan
 
 

@@ -201,24 +201,34 @@ def _params(rt: Runtime, spec: OrphanSpec) -> dict[str, Any]:
     }
 
 
-def plan_orphans(rt: Runtime, spec: OrphanSpec, namespace: str = "", shards: int = 4) -> Plan:
-    """Find the orphans with a sharded, resumable scan job that records each one.
+def plan_orphans(
+    rt: Runtime,
+    spec: OrphanSpec,
+    namespace: str = "",
+    shards: int = 4,
+    namespaces: list[str] | None = None,
+) -> Plan:
+    """Find the orphans with a sharded, resumable scan job that records each one; with
+    ``namespaces``, one scan over all of them (mapper.engine.units).
 
     Reads user data only; the scan's job state and its ``_MapperOrphan``
-    records go to the state namespace, for :func:`apply_orphans` to act on.
+    records (each holding the orphan's full key) go to the state namespace, for
+    :func:`apply_orphans` to act on.
     """
     job = JobSpec(
         mapper=class_spec(OrphanMapper),
         params=_params(rt, spec.validate()),
         shards=shards,
         batch_size=500,
-        namespace=namespace,
+        namespace=namespace if namespaces is None else "",
+        namespaces=namespaces,
     ).validate()
     info = start_job(rt, job).wait()
     if info.status != JobStatus.SUCCEEDED:
         raise CleanupError(f"orphan scan {info.id} {info.status.value}: {info.error}")
     target = {**job.params, "scan_job": info.id}
-    plan = Plan(f"orphaned {spec.kind}", namespace, target=target, command="orphans")
+    plan = Plan(f"orphaned {spec.kind}", namespace if namespaces is None else "",
+                target=target, command="orphans", namespaces=namespaces)  # fmt: skip
     plan.counts[spec.kind] = info.counters.get("orphans", 0)
     if plan.counts[spec.kind]:
         plan.samples[spec.kind] = _samples(rt, info.id)

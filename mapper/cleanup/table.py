@@ -78,10 +78,6 @@ def _orphan_spec(fields: Mapping[str, Any]) -> OrphanSpec:
     ).validate()
 
 
-#: The request fields that make a cleanup look in many namespaces (docs/namespaces.md).
-MANY = ("all_namespaces", "namespace_prefix", "namespaces")
-
-
 def _check_many(fields: Mapping[str, Any]) -> None:
     given = fields.get("namespaces")
     check_selection(
@@ -90,12 +86,6 @@ def _check_many(fields: Mapping[str, Any]) -> None:
         list(given) if isinstance(given, list | tuple) else given,
         fields.get("namespace") or "",
     )
-
-
-def _one_namespace(fields: Mapping[str, Any]) -> None:
-    used = [name for name in MANY if fields.get(name) not in (None, False)]
-    if used:
-        raise CleanupError(f"this cleanup plans one namespace at a time; {used[0]} is not taken")
 
 
 def _where(rt: Runtime, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -118,13 +108,13 @@ def _where(rt: Runtime, fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_orphans(fields: Mapping[str, Any]) -> OrphanSpec:
-    _one_namespace(fields)
+    _check_many(fields)
     return _orphan_spec(fields)
 
 
 def _orphans(rt: Runtime, fields: Mapping[str, Any]) -> Plan:
     spec = _orphan_spec(fields)
-    return plan_orphans(rt, spec, fields.get("namespace", ""), fields.get("shards") or 4)
+    return plan_orphans(rt, spec, shards=fields.get("shards") or 4, **_where(rt, fields))
 
 
 CLEANUPS: dict[str, Cleanup] = {
@@ -155,12 +145,12 @@ CLEANUPS: dict[str, Cleanup] = {
                 rt,
                 f.get("source", ""),
                 f.get("kind", ""),
-                f.get("namespace", ""),
-                _scope(f.get("filters")),
-                f.get("dump_namespace"),
+                filters=_scope(f.get("filters")),
+                dump_namespace=f.get("dump_namespace"),
+                **_where(rt, f),
             ),
             apply_missing,
-            check=_one_namespace,
+            check=_check_many,
         ),
     )
 }

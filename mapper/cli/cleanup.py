@@ -142,11 +142,21 @@ def stale_properties(
 )
 @click.option("--shards", default=4, show_default=True, type=int)
 @_common
+@_many
 def orphans(
-    do_apply: bool, yes: bool, as_json: bool, max_rate: float | None, **fields: Any
+    do_apply: bool,
+    yes: bool,
+    as_json: bool,
+    max_rate: float | None,
+    namespace: str,
+    all_namespaces: bool,
+    namespace_prefix: str | None,
+    namespaces_from: str | None,
+    **fields: Any,
 ) -> None:
     """Entities whose parent or referenced key no longer exists."""
-    _run("orphans", fields, do_apply, yes, as_json, max_rate)
+    where = _selection(namespace, all_namespaces, namespace_prefix, namespaces_from)
+    _run("orphans", {**fields, **where}, do_apply, yes, as_json, max_rate)
 
 
 @cleanup.command("missing")
@@ -159,6 +169,7 @@ def orphans(
     help="The dump's namespace, when the sync imported it into another (default: --namespace).",
 )
 @_common
+@_many
 def missing(
     dump_dir: str,
     filters: tuple[str, ...],
@@ -166,9 +177,14 @@ def missing(
     yes: bool,
     as_json: bool,
     max_rate: float | None,
+    namespace: str,
+    all_namespaces: bool,
+    namespace_prefix: str | None,
+    namespaces_from: str | None,
     **fields: Any,
 ) -> None:
     """Entities in scope whose keys the (complete) dump in DUMP_DIR does not contain."""
     scope = [parse_param(raw, hint="--filter") for raw in filters]
-    fields = {**fields, "source": dump_dir, "filters": scope}
+    where = _selection(namespace, all_namespaces, namespace_prefix, namespaces_from)
+    fields = {**fields, **where, "source": dump_dir, "filters": scope}
     _run("missing", fields, do_apply, yes, as_json, max_rate)

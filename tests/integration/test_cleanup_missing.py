@@ -112,3 +112,34 @@ def test_missing_compares_a_dump_of_another_namespace_key_for_key(
         c.key.id for c in copies
     )
     assert extra[0].id not in {c.key.id for c in copies}
+
+
+def test_missing_in_many_namespaces_each_against_its_own_tenant_in_the_dump(
+    runtime, tmp_path, namespace, cli
+):
+    tenants = [f"{namespace}-{i}" for i in range(3)]
+    clients = {t: datastore.Client(project=runtime.settings.project, namespace=t) for t in tenants}
+    for client in clients.values():
+        put(client, "Person", 5, name="synced", active=True)
+    out = str(tmp_path / "sync")
+    spec = ExportSpec(out=out, kinds=["Person"], namespaces=tenants)
+    assert start_export(runtime, spec).wait().status == "succeeded"
+    gone = {t: put(clients[t], "Person", i, name="gone") for i, t in enumerate(tenants)}
+    listed = tmp_path / "tenants.txt"
+    listed.write_text("\n".join(tenants))
+    args = ["cleanup", "missing", out, "--kind", "Person", "--namespaces-from", str(listed)]
+
+    planned = cli(*args)
+    assert planned.exit_code == 1 and "missing Person rows in 3 namespaces:" in planned.output
+    plan = plan_missing(runtime, out, "Person", namespaces=tenants)
+    assert plan.counts == {"Person": 3} and plan.namespaces == tenants
+    assert sorted(plan.target["keys"]) == sorted(kb(k).hex() for t in tenants for k in gone[t])
+    assert apply(runtime, plan) == {"Person": 3}
+    assert all(len(snapshot(runtime, t, "Person")) == 5 for t in tenants)
+    with pytest.raises(CleanupError, match="--dump-namespace moves one namespace"):
+        plan_missing(runtime, out, "Person", namespaces=tenants, dump_namespace="x")
+    # A namespace the dump does not hold is refused, before anything is deleted.
+    with pytest.raises(CleanupError, match="is of namespaces"):
+        plan_missing(runtime, out, "Person", namespaces=[*tenants, namespace + "-x"])
+    shown = cli(*args)
+    assert shown.exit_code == 0 and "nothing is stale in 3 namespaces" in shown.output

@@ -185,3 +185,30 @@ def test_orphan_scan_of_20k_batches_its_lookups_and_resumes_after_a_crash(
     # looked up again on resume, but the counters count each batch once.
     assert batches <= lookups <= 2 * batches < 200
     assert lookups < len(sizes) <= lookups + 4
+
+
+def test_orphans_of_many_namespaces_are_one_scan_and_one_apply(
+    runtime, namespace, emulator_env, cli, tmp_path
+):
+    from google.cloud import datastore
+
+    tenants = [f"{namespace}-{i}" for i in range(3)]
+    kept = {}
+    for tenant in tenants:
+        client = datastore.Client(project=runtime.settings.project, namespace=tenant)
+        seed_orders(client)  # 4 orphaned orders each
+        kept[tenant] = snapshot(runtime, tenant)
+    listed = tmp_path / "tenants.txt"
+    listed.write_text("\n".join(tenants))
+    args = ["cleanup", "orphans", "--kind", "Order", "--property", "person",
+            "--namespaces-from", str(listed)]  # fmt: skip
+
+    planned = cli(*args)
+    assert planned.exit_code == 1 and "orphaned Order in 3 namespaces:" in planned.output
+    assert "- Order: 12" in planned.output
+    applied = cli(*args, "--apply", "--yes")
+    assert "applied: orphans=12, removed=12" in applied.output
+    for tenant in tenants:
+        after = snapshot(runtime, tenant, "Order")
+        assert len(after) == 2 and set(after) < set(kept[tenant])
+    assert cli(*args).exit_code == 0

@@ -5,12 +5,9 @@ from __future__ import annotations
 import datetime
 import json
 
-import pytest
-
 from mapper.cleanup.plan import Plan
 from mapper.cleanup.stale import plan_stale_kinds, plan_stale_properties
-from mapper.cleanup.table import apply, check
-from mapper.errors import CleanupError
+from mapper.cleanup.table import apply
 from tests.support.cleanup_seed import entity, only, put, snapshot, without
 
 MODELS = ["tests.support.cleanup_models"]
@@ -175,12 +172,3 @@ def test_stale_kinds_in_every_namespace_with_a_prefix(
     assert "applied: OldThing=6" in applied.output
     assert all(snapshot(runtime, t, "OldThing") == {} for t in tenants)
     assert all(len(snapshot(runtime, t, "Person")) == 2 for t in tenants)
-
-
-def test_orphans_and_missing_plan_one_namespace_at_a_time():
-    for name, fields in (
-        ("orphans", {"kind": "Order", "properties": ["person"], "all_namespaces": True}),
-        ("missing", {"kind": "Order", "source": "x", "namespaces": ["a", "b"]}),
-    ):
-        with pytest.raises(CleanupError, match="one namespace at a time; .* is not taken"):
-            check(name, fields)
