@@ -46,15 +46,10 @@ def _many(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _selection(
-    namespace: str, all_namespaces: bool, namespace_prefix: str | None, namespaces_from: str | None
-) -> dict[str, Any]:
-    return {
-        "namespace": namespace,
-        "all_namespaces": all_namespaces,
-        "namespace_prefix": namespace_prefix,
-        "namespaces": read_namespace_file(namespaces_from) if namespaces_from else None,
-    }
+def _with_selection(fields: dict[str, Any]) -> dict[str, Any]:
+    """The request fields, ``--namespaces-from FILE`` read into ``namespaces``."""
+    listed = fields.pop("namespaces_from", None)
+    return {**fields, "namespaces": read_namespace_file(listed) if listed else None}
 
 
 def _run(
@@ -106,7 +101,7 @@ def stale_kinds(
     **where: Any,
 ) -> None:
     """Kinds in the store that no model in --models defines (never mapper's own)."""
-    fields = {"models": models, **_selection(**where)}
+    fields = _with_selection({"models": models, **where})
     _run("stale-kinds", fields, do_apply, yes, as_json, max_rate)
 
 
@@ -123,7 +118,7 @@ def stale_properties(
     **where: Any,
 ) -> None:
     """Stored properties the models no longer define (Expando models excepted)."""
-    fields = {"models": models, **_selection(**where)}
+    fields = _with_selection({"models": models, **where})
     _run("stale-properties", fields, do_apply, yes, as_json, max_rate)
 
 
@@ -144,19 +139,10 @@ def stale_properties(
 @_common
 @_many
 def orphans(
-    do_apply: bool,
-    yes: bool,
-    as_json: bool,
-    max_rate: float | None,
-    namespace: str,
-    all_namespaces: bool,
-    namespace_prefix: str | None,
-    namespaces_from: str | None,
-    **fields: Any,
+    do_apply: bool, yes: bool, as_json: bool, max_rate: float | None, **fields: Any
 ) -> None:
     """Entities whose parent or referenced key no longer exists."""
-    where = _selection(namespace, all_namespaces, namespace_prefix, namespaces_from)
-    _run("orphans", {**fields, **where}, do_apply, yes, as_json, max_rate)
+    _run("orphans", _with_selection(fields), do_apply, yes, as_json, max_rate)
 
 
 @cleanup.command("missing")
@@ -177,14 +163,9 @@ def missing(
     yes: bool,
     as_json: bool,
     max_rate: float | None,
-    namespace: str,
-    all_namespaces: bool,
-    namespace_prefix: str | None,
-    namespaces_from: str | None,
     **fields: Any,
 ) -> None:
     """Entities in scope whose keys the (complete) dump in DUMP_DIR does not contain."""
     scope = [parse_param(raw, hint="--filter") for raw in filters]
-    where = _selection(namespace, all_namespaces, namespace_prefix, namespaces_from)
-    fields = {**fields, **where, "source": dump_dir, "filters": scope}
+    fields = {**_with_selection(fields), "source": dump_dir, "filters": scope}
     _run("missing", fields, do_apply, yes, as_json, max_rate)

@@ -138,6 +138,20 @@ def kind_query(kind: str, filters: Sequence[Any] = (), keys_only: bool = False) 
     return query
 
 
+def range_filters(
+    filters: Sequence[Any], start: Any | None, end: Any | None, after: Any | None
+) -> list[Any]:
+    """``filters`` and the key range ``start <= key < end``, ``key > after`` (None: open)."""
+    parts = list(filters)
+    if after is not None:
+        parts.append(key_filter(PropertyFilter.GREATER_THAN, after))
+    elif start is not None:
+        parts.append(key_filter(PropertyFilter.GREATER_THAN_OR_EQUAL, start))
+    if end is not None:
+        parts.append(key_filter(PropertyFilter.LESS_THAN, end))
+    return parts
+
+
 def shard_query(
     kind: str,
     filters: Sequence[Any],
@@ -148,14 +162,7 @@ def shard_query(
     keys_only: bool = False,
 ) -> Any:
     """The query for a shard's range: ``start <= key < end``, ``key > after``."""
-    parts = list(filters)
-    if after is not None:
-        parts.append(key_filter(PropertyFilter.GREATER_THAN, after))
-    elif start is not None:
-        parts.append(key_filter(PropertyFilter.GREATER_THAN_OR_EQUAL, start))
-    if end is not None:
-        parts.append(key_filter(PropertyFilter.LESS_THAN, end))
-    query = kind_query(kind, parts, keys_only)
+    query = kind_query(kind, range_filters(filters, start, end, after), keys_only)
     if limit is not None:
         query.limit.value = limit
     return query

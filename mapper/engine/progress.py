@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from mapper.datastore import txn as txns
 from mapper.datastore.keys import key_from_bytes
-from mapper.datastore.query import key_filter
-from mapper.datastore.rpc import PropertyFilter
+from mapper.datastore.query import range_filters
 from mapper.engine.adapter import Adapter
 from mapper.engine.loading import load_mapper_class
 from mapper.engine.records import job_key, shard_key
@@ -39,14 +38,8 @@ def remaining_entities(rt: Runtime, job_id: str) -> dict[int, int]:
         if job.many_namespaces:
             counts[shard.index] = _units_left(rt, job, shard, kind, filters)
             continue
-        parts = list(filters)
         after, start = key_from_bytes(shard.checkpoint), key_from_bytes(shard.start_key)
-        if after is not None:
-            parts.append(key_filter(PropertyFilter.GREATER_THAN, after))
-        elif start is not None:
-            parts.append(key_filter(PropertyFilter.GREATER_THAN_OR_EQUAL, start))
-        if (end := key_from_bytes(shard.end_key)) is not None:
-            parts.append(key_filter(PropertyFilter.LESS_THAN, end))
+        parts = range_filters(filters, start, key_from_bytes(shard.end_key), after)
         counts[shard.index] = rt.store.count(kind, parts, job.namespace or "")
     return counts
 
@@ -59,13 +52,7 @@ def _units_left(rt: Runtime, job: Any, shard: Any, kind: str, filters: list[Any]
     if current >= len(units):
         return 0
     unit = units[current]
-    parts = list(filters)
-    after, start = key_from_bytes(shard.checkpoint), key_from_bytes(unit.start)
-    if after is not None:
-        parts.append(key_filter(PropertyFilter.GREATER_THAN, after))
-    elif start is not None:
-        parts.append(key_filter(PropertyFilter.GREATER_THAN_OR_EQUAL, start))
-    if (end := key_from_bytes(unit.end)) is not None:
-        parts.append(key_filter(PropertyFilter.LESS_THAN, end))
+    start, end = key_from_bytes(unit.start), key_from_bytes(unit.end)
+    parts = range_filters(filters, start, end, key_from_bytes(shard.checkpoint))
     rest = rt.store.count(kind, parts, unit.namespace)
     return rest + sum(u.size for u in units[current + 1 :])
