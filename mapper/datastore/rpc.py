@@ -258,13 +258,19 @@ class Store:
             mutation = mutations.add()
             mutation.delete.CopyFrom(key)
             _check_version(mutation, key, versions)
+        # A non-transactional upsert/delete batch is idempotent: safe to retry.
+        keys = [e.key for e in upserts] + list(deletes)
+        return self._commit(request, keys, retry=transaction is None, observe=observe)
+
+    def _commit(
+        self, request: Any, keys: list[Any], retry: bool, observe: Observer | None = None
+    ) -> Any:
         if self.coherence is None:
-            # A non-transactional upsert/delete batch is idempotent: safe to retry.
-            return self._call("Commit", request, retry=transaction is None, observe=observe)
+            return self._call("Commit", request, retry=retry, observe=observe)
         # As ndb does: a failed commit leaves its locks to expire, so no reader
         # caches a value the commit may or may not have replaced.
-        locks = self.coherence.lock([e.key for e in upserts] + list(deletes))
-        response = self._call("Commit", request, retry=transaction is None, observe=observe)
+        locks = self.coherence.lock(keys)
+        response = self._call("Commit", request, retry=retry, observe=observe)
         self.coherence.unlock(locks)
         return response
 
@@ -292,6 +298,27 @@ class Store:
                     if result.conflict_detected
                 ]
         return conflicts
+
+    def insert(self, entities: Sequence[Any]) -> bool:
+        """Write ``entities`` only where no entity has their keys, in one commit without a
+        transaction: True if every one was inserted, False if one existed already.
+
+        Each insert is atomic on its own, the commit is not: after False, the others
+        may or may not have been written (both emulators apply them, measured). A retry
+        after a lost answer finds its own inserts and answers False.
+        """
+        request = CommitRequest(
+            project_id=self.project,
+            database_id=self.database,
+            mode=CommitRequest.NON_TRANSACTIONAL,
+        )
+        for entity in entities:
+            request.mutations.add().insert.CopyFrom(entity)
+        try:
+            self._commit(request, [e.key for e in entities], retry=True)
+        except core_exceptions.AlreadyExists:
+            return False
+        return True
 
     def begin_transaction(self) -> bytes:
         request = BeginTransactionRequest(project_id=self.project, database_id=self.database)

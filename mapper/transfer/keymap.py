@@ -11,12 +11,12 @@ Memory stays flat: callers ask for the keys of one part at a time.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from mapper.datastore import txn as txns
 from mapper.datastore.keys import key_bytes
-from mapper.datastore.rpc import Entity, Key, Store, Value
+from mapper.datastore.rpc import Entity, Key, Store, Value, bounded_batches
 
 KIND = "_MapperKeyMap"
 #: One record per (staged part, key depth): the part's choices, in the part's order.
@@ -85,33 +85,56 @@ class KeyMap:
         key.path.add(kind=PART_KIND, name=name)
         return key
 
+    def record_parts(
+        self, choices: Mapping[tuple[int, int], Sequence[tuple[Any, Any, str]]]
+    ) -> dict[tuple[int, int], list[tuple[Any, Any, str]]]:
+        """Persist parts' choices, {(part, depth): [(old, new, how), ...]}, each unless
+        stored already, and return the stored ones: these, or those of a copy of this
+        batch that got there first (a duplicate delivery, a batch that outlasted its lease).
+
+        Insert-if-absent, so two copies never both record: the loser builds everything
+        (per-entity records, written entities) from the winner's choices, and no entity
+        can be written at one key while references point at another. A part's choices
+        go in one record, inserted with the other parts' in one commit (each insert is
+        atomic, which is all this needs); or in chunks when long keys would take one
+        over Datastore's 1 MiB, the head record naming how many, in a transaction.
+        """
+        stored: dict[tuple[int, int], list[tuple[Any, Any, str]]] = {}
+        pending = dict(choices)
+        while pending:
+            records = {where: self._part_records(where, items) for where, items in pending.items()}
+            whole = {where: chunks[0] for where, chunks in records.items() if len(chunks) == 1}
+            if self._insert_all(list(whole.values())):
+                stored |= {where: list(pending[where]) for where in whole}
+            for where, chunks in records.items():
+                if len(chunks) > 1 and txns.run_in_transaction(self.store, _insert_chunked(chunks)):
+                    stored[where] = list(pending[where])
+            # What a failed insert met (and what it may have written: a commit of
+            # inserts is not atomic) is read back; what is still absent goes again.
+            stored |= self.lookup_parts([where for where in pending if where not in stored])
+            pending = {w: items for w, items in pending.items() if w not in stored}
+        return stored
+
+    def _insert_all(self, records: list[Any]) -> bool:
+        """Insert ``records`` in as few commits as they fit: False if one existed."""
+        batches = bounded_batches(records, [], self.store.max_commit_bytes)
+        return all(self.store.insert(puts) for puts, _ in batches)
+
     def record_part(
         self, part: int, depth: int, items: Sequence[tuple[Any, Any, str]]
     ) -> list[tuple[Any, Any, str]]:
-        """Persist one part's choices at one depth unless they are stored already, and
-        return the stored ones: these, or those of a copy of this batch that got there
-        first (a duplicate delivery, a batch that outlasted its lease).
+        """:meth:`record_parts` for one part at one depth."""
+        return self.record_parts({(part, depth): items})[(part, depth)]
 
-        Insert-if-absent in one transaction, so two copies never both record: the
-        loser builds everything (per-entity records, written entities) from the
-        winner's choices, and no entity can be written at one key while references
-        point at another. The choices go in one record, or in chunks when long keys
-        would take one over Datastore's 1 MiB; the head record names how many.
-        """
+    def _part_records(
+        self, where: tuple[int, int], items: Sequence[tuple[Any, Any, str]]
+    ) -> list[Any]:
+        part, depth = where
         chunks = _chunks([_pair(old, new, how) for old, new, how in items])
         records = [self._part_record(part, depth, i, pairs) for i, pairs in enumerate(chunks)]
         records[0].properties["chunks"].integer_value = len(records)
         records[0].properties["chunks"].exclude_from_indexes = True
-
-        def insert(t: txns.Txn) -> bool:
-            if t.lookup_raw([records[0].key]):
-                return False
-            t.upserts.extend(records)
-            return True
-
-        if txns.run_in_transaction(self.store, insert):
-            return list(items)
-        return self.lookup_parts([(part, depth)])[(part, depth)]
+        return records
 
     def _part_record(self, part: int, depth: int, chunk: int, pairs: list[Any]) -> Any:
         entity = Entity()
@@ -150,6 +173,18 @@ class KeyMap:
 
 #: Bytes of pairs one part record holds at most: well under Datastore's 1 MiB an entity.
 PART_RECORD_BYTES = 700_000
+
+
+def _insert_chunked(records: list[Any]) -> Callable[[txns.Txn], bool]:
+    """A transaction body writing a chunked part record unless its head exists."""
+
+    def insert(t: txns.Txn) -> bool:
+        if t.lookup_raw([records[0].key]):
+            return False
+        t.upserts.extend(records)
+        return True
+
+    return insert
 
 
 def _pair(old: Any, new: Any, how: str) -> Any:

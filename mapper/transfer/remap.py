@@ -109,38 +109,55 @@ WRITE_SLOT = 1000
 
 
 def choose_keys(
-    stage: ImportStage,
-    part: int,
-    entities: list[Any],
-    count: Callable[..., None],
-    slot: int = 0,
+    stage: ImportStage, part: int, entities: list[Any], count: Callable[..., None]
 ) -> list[tuple[Any, Any, str]]:
     """Map the entities of one part at one depth, persist the choices, return them.
 
-    The part's record is written first (if no copy of this batch wrote it already:
-    then that copy's choices are used), then one record per entity of a kind
-    something refers to (for other parts' references). A replay finds the part
-    record and rewrites the same per-entity records: no second allocation, the
-    same new ids. ``slot`` keeps the write stage's records apart from the map
-    stages'.
+    A replay finds the part record and rewrites the same per-entity records: no
+    second allocation, the same new ids.
     """
     if not entities:
         return []
-    rt, keymap = stage.runtime, stage.keymap()
-    record = (part, slot + len(entities[0].key.path))
-    chosen = keymap.lookup_parts([record]).get(record)
-    if chosen is None:
-        chosen = _choose(stage, entities)
-        rt.fault("after_allocate", import_id=stage.params["import"])
-        chosen = keymap.record_part(*record, chosen)
-    # One record per entity, for lookups by key from elsewhere: only the kinds
-    # something in the dump refers to need one (the part record covers the rest).
+    record = (part, len(entities[0].key.path))
+    chosen = stage.keymap().lookup_parts([record])
+    if record not in chosen:
+        chosen = choose_new_keys(stage, {record: entities})
+    record_entities(stage, chosen, count)
+    return chosen[record]
+
+
+def choose_new_keys(
+    stage: ImportStage, parts: dict[tuple[int, int], list[Any]]
+) -> dict[tuple[int, int], list[tuple[Any, Any, str]]]:
+    """New keys for parts' entities, {(part, slot): entities} with no record yet, and
+    their part records written (all parts' in one commit): returns the stored choices,
+    these or those of a copy of this batch that recorded first."""
+    chosen = {where: _choose(stage, entities) for where, entities in parts.items()}
+    stage.runtime.fault("after_allocate", import_id=stage.params["import"])
+    return stage.keymap().record_parts(chosen)
+
+
+def record_entities(
+    stage: ImportStage,
+    chosen: dict[tuple[int, int], list[tuple[Any, Any, str]]],
+    count: Callable[..., None],
+) -> None:
+    """One key-map record per entity, for lookups by key from elsewhere (written again
+    by a replay): only the kinds something in the dump refers to need one, the part
+    records cover the rest. Then ``chosen`` is counted."""
     referenced = stage.params.get("referenced_kinds")
-    keymap.record([c for c in chosen if referenced is None or c[0].path[-1].kind in referenced])
-    rt.fault("after_map_write", import_id=stage.params["import"])
-    for _, _, how in chosen:
-        count(how)
-    return chosen
+    stage.keymap().record(
+        [
+            c
+            for pairs in chosen.values()
+            for c in pairs
+            if referenced is None or c[0].path[-1].kind in referenced
+        ]
+    )
+    stage.runtime.fault("after_map_write", import_id=stage.params["import"])
+    for pairs in chosen.values():
+        for _, _, how in pairs:
+            count(how)
 
 
 def _choose(stage: ImportStage, entities: list[Any]) -> list[tuple[Any, Any, str]]:
@@ -259,12 +276,17 @@ def dangling(
 # -- stage 3: write ------------------------------------------------------------------
 
 
-def rewrite(
-    stage: ImportStage, part: int, entities: list[Any], count: Callable[..., None]
-) -> list[Any]:
-    """The entities to put, keys rewritten through the key map, schema drift applied."""
-    depths = {len(e.key.path) for e in entities}
-    slots = [(part, d) for d in depths] + [(part, WRITE_SLOT + d) for d in depths]
+def own_keys(
+    stage: ImportStage, parts: dict[int, list[Any]], count: Callable[..., None]
+) -> dict[bytes, tuple[Any, str]]:
+    """{old key bytes: (new key, how)} for the entities of a batch's parts (by index).
+
+    The map stages' choices, and those of a run of this batch that did not reach its
+    checkpoint, are read back in one lookup; kinds nothing refers to get their keys
+    here, depth by depth (parents first), every part's in one go.
+    """
+    depths = {part: {len(e.key.path) for e in entities} for part, entities in parts.items()}
+    slots = [(p, slot + d) for p, ds in depths.items() for d in ds for slot in (0, WRITE_SLOT)]
     own: dict[bytes, tuple[Any, str]] = {}
     for (_, slot), pairs in stage.keymap().lookup_parts(slots).items():
         for old, new, how in pairs:
@@ -273,11 +295,31 @@ def rewrite(
                 # Chosen by this stage in a run of this batch that did not reach its
                 # checkpoint: the counts go with this run's.
                 count(how)
-    # Kinds nothing refers to get their keys here, depth by depth (parents first).
-    for depth in sorted(depths):
-        unmapped = [e for e in entities if len(e.key.path) == depth and key_bytes(e.key) not in own]
-        for old, new, how in choose_keys(stage, part, unmapped, count, WRITE_SLOT):
-            own[key_bytes(old)] = (new, how)
+    for depth in sorted(set().union(*depths.values())):
+        unmapped = {
+            (part, WRITE_SLOT + depth): todo
+            for part, entities in parts.items()
+            if (todo := [e for e in entities if _unmapped_at(e, depth, own)])
+        }
+        if unmapped:
+            chosen = choose_new_keys(stage, unmapped)
+            record_entities(stage, chosen, count)
+            own |= {key_bytes(old): (new, how) for c in chosen.values() for old, new, how in c}
+    return own
+
+
+def _unmapped_at(entity: Any, depth: int, own: dict[bytes, tuple[Any, str]]) -> bool:
+    return len(entity.key.path) == depth and key_bytes(entity.key) not in own
+
+
+def rewrite(
+    stage: ImportStage,
+    entities: list[Any],
+    own: dict[bytes, tuple[Any, str]],
+    count: Callable[..., None],
+) -> list[Any]:
+    """The entities to put, keys rewritten through the key map (``own``: the new keys of
+    the batch's entities, :func:`own_keys`), schema drift applied."""
     mapped, missing = dangling(stage, entities, known=own)
     puts = []
     for entity in entities:

@@ -25,6 +25,7 @@ from mapper.transfer.remap import (
     ImportStage,
     choose_keys,
     dangling,
+    own_keys,
     parent_key,
     rewrite,
 )
@@ -123,8 +124,24 @@ class CheckRefsMapper(_Stage):
 class WriteRemappedMapper(_Stage):
     """Remap stage 3: the entities with every key rewritten through the key map."""
 
+    def setup(self) -> None:
+        super().setup()
+        #: The batch's parts (by index) read by start_batch, each until it is mapped.
+        self.parts: dict[int, list[Any]] = {}
+        #: The new keys of the batch's entities.
+        self.own: dict[bytes, tuple[Any, str]] = {}
+
+    def start_batch(self, entities: list[Any]) -> None:
+        """Every key of the batch's parts read back, or chosen and recorded, at once:
+        one lookup and one commit a batch rather than a part."""
+        self.parts = {part_index(r): list(self.part_entities(r)) for r in entities}
+        self.own = own_keys(self, self.parts, self.count)
+
     def map(self, record: Any) -> tuple[list[Any], list[Any]]:
-        return rewrite(self, part_index(record), list(self.part_entities(record)), self.count), []
+        entities = self.parts.pop(part_index(record), None)
+        if entities is None:  # mapped again after a conflicted write: keys known, part read anew
+            entities = list(self.part_entities(record))
+        return rewrite(self, entities, self.own, self.count), []
 
 
 #: The stages an import may run, by the name its params list them with.

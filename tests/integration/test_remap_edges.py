@@ -89,6 +89,21 @@ def test_two_copies_of_a_batch_agree_on_the_key_choices_of_the_first_to_record(r
     assert keymap.lookup_parts([(3, 1)]) == {(3, 1): first}
 
 
+def test_a_batch_of_parts_recorded_at_once_keeps_the_part_another_copy_recorded_first(
+    runtime, namespace
+):
+    """One commit inserts every part record of a batch; a part some other copy recorded
+    already keeps that copy's choices, and the batch's other parts are still recorded."""
+    project, keymap = runtime.settings.project, KeyMap(runtime.store, namespace, "imp")
+    olds = [key(project, namespace + "src", "Item", i) for i in (1, 2)]
+    first = [(olds[0], key(project, namespace + "dst", "Item", 10), ALLOCATED)]
+    second = [(olds[0], key(project, namespace + "dst", "Item", 20), ALLOCATED)]
+    other = [(olds[1], key(project, namespace + "dst", "Item", 21), ALLOCATED)]
+    keymap.record_part(3, 1, first)
+    assert keymap.record_parts({(3, 1): second, (4, 1): other}) == {(3, 1): first, (4, 1): other}
+    assert keymap.lookup_parts([(3, 1), (4, 1)]) == {(3, 1): first, (4, 1): other}
+
+
 def test_a_key_map_part_of_500_long_named_keys_stays_under_the_entity_limit(
     runtime, namespace, tmp_path, faults
 ):
