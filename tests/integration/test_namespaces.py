@@ -16,8 +16,9 @@ from tests.support.mappers import Person, TouchPeople
 from tests.support.processes import FAULTS, command_starter, finish, kill_when, progress
 
 
-class Tag(ndb.Model):
-    pass
+class QuietTenantMark(ndb.Model):
+    """Another kind than the job's (a name no other test module's model takes: ndb keeps
+    one model class per kind for the whole process)."""
 
 
 #: One tenant of 20,000, three middling, the rest tiny (1 to 40 entities).
@@ -98,7 +99,7 @@ def test_a_prefix_selects_its_namespaces_and_reports_ones_that_appear_later(
     # Listed at the start, without the kind: it gets some while the job runs.
     quiet = f"{namespace}a-quiet"
     with runtime.context():
-        Tag(key=ndb.Key(Tag, "t", namespace=quiet)).put(use_cache=False)
+        QuietTenantMark(key=ndb.Key(QuietTenantMark, "t", namespace=quiet)).put(use_cache=False)
     late = f"{namespace}a-new"
 
     result = cli("run", "tests.support.mappers:TouchAndOpenTenant",
