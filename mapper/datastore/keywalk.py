@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 #: Where the partition of a key lives: (project, database, namespace).
@@ -26,46 +25,49 @@ def is_complete(key: Any) -> bool:
     return bool(key.path) and all(e.WhichOneof("id_type") is not None for e in key.path)
 
 
-def values(entity: Any) -> Iterator[Any]:
-    """Every Value in ``entity``'s properties, at any depth: list items and the values
-    of embedded entities too. The one walker every key search below is built on."""
-    for value in entity.properties.values():
-        yield from _walk(value)
+def key_sites(entity: Any) -> tuple[list[Any], list[Any]]:
+    """(every Value holding a key reference, every embedded entity's key) in ``entity``'s
+    properties, at any depth: list items and embedded entities' values too, in order.
+
+    The one walker every key search below is built on: one pass, no generators (an
+    import walks each entity several times, and most values hold no key).
+    """
+    refs: list[Any] = []
+    embedded: list[Any] = []
+    pending = list(entity.properties.values())
+    pending.reverse()
+    while pending:
+        value = pending.pop()
+        which = value.WhichOneof("value_type")
+        if which == "key_value":
+            refs.append(value)
+        elif which == "array_value":
+            pending.extend(value.array_value.values[::-1])
+        elif which == "entity_value":
+            inner = value.entity_value
+            if inner.HasField("key"):
+                embedded.append(inner.key)
+            pending.extend(list(inner.properties.values())[::-1])
+    return refs, embedded
 
 
-def _walk(value: Any) -> Iterator[Any]:
-    yield value
-    which = value.WhichOneof("value_type")
-    if which == "array_value":
-        for item in value.array_value.values:
-            yield from _walk(item)
-    elif which == "entity_value":
-        yield from values(value.entity_value)
-
-
-def reference_values(entity: Any) -> Iterator[Any]:
+def reference_values(entity: Any) -> list[Any]:
     """Every Value holding a key reference (``key_value``), at any depth."""
-    return (v for v in values(entity) if v.WhichOneof("value_type") == "key_value")
+    return key_sites(entity)[0]
 
 
-def embedded_keys(entity: Any) -> Iterator[Any]:
+def embedded_keys(entity: Any) -> list[Any]:
     """The keys of embedded entities (at any depth) that have one."""
-    for value in values(entity):
-        if value.WhichOneof("value_type") == "entity_value" and value.entity_value.HasField("key"):
-            yield value.entity_value.key
+    return key_sites(entity)[1]
 
 
-def value_keys(entity: Any) -> Iterator[Any]:
+def value_keys(entity: Any) -> list[Any]:
     """Every key *value* in ``entity``'s properties, at any depth (not its own key).
 
     Keys of embedded entities are included: they are references too.
     """
-    for value in values(entity):
-        which = value.WhichOneof("value_type")
-        if which == "key_value":
-            yield value.key_value
-        elif which == "entity_value" and value.entity_value.HasField("key"):
-            yield value.entity_value.key
+    refs, embedded = key_sites(entity)
+    return [value.key_value for value in refs] + embedded
 
 
 def move_partitions(entity: Any, moves: dict[Partition, Partition]) -> None:

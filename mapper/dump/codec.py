@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from typing import Any
@@ -94,6 +95,27 @@ def _int64(data: Any) -> int:
     raise ValueError(data)
 
 
+#: The form the JSON mapping writes a timestamp in (UTC, 0, 3, 6 or 9 digits of fraction).
+_UTC_TIMESTAMP = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?Z"
+)
+_EPOCH = datetime.datetime(1970, 1, 1)
+_SECOND = datetime.timedelta(seconds=1)
+
+
+def _fill_timestamp(data: Any, timestamp: Message) -> None:
+    """``timestamp.FromJsonString(data)``, three times faster for the form dumps hold;
+    any other spelling (an offset, say) goes to ``FromJsonString``, which decides."""
+    match = _UTC_TIMESTAMP.fullmatch(data) if type(data) is str else None
+    if match is None:
+        timestamp.FromJsonString(data)
+        return
+    *fields, fraction = match.groups()
+    moment = datetime.datetime(*map(int, fields))  # ValueError on a date that does not exist
+    timestamp.seconds = (moment - _EPOCH) // _SECOND
+    timestamp.nanos = int(fraction.ljust(9, "0")) if fraction else 0
+
+
 def _fill_entity(obj: dict[str, Any], entity: Message) -> None:
     for field, data in obj.items():
         if field == "key":
@@ -145,7 +167,7 @@ def _fill_value(obj: dict[str, Any], value: Message) -> None:
         elif field == "doubleValue" and type(data) in (int, float):
             value.double_value = data
         elif field == "timestampValue":
-            value.timestamp_value.FromJsonString(data)
+            _fill_timestamp(data, value.timestamp_value)
         elif field == "keyValue":
             _fill_key(data, value.key_value)
         elif field == "arrayValue":
@@ -172,13 +194,14 @@ def check_entity(pb: Message, path: str | None = None, lineno: int | None = None
     """Refuse an entity an import must not write: no key, a reserved kind, too large."""
     if not pb.HasField("key") or not pb.key.path:
         raise DumpFormatError("entity has no key", path, lineno)
-    key = key_repr(pb.key)
     for element in pb.key.path:
         if _RESERVED_KIND.fullmatch(element.kind):
-            raise DumpFormatError(f"reserved kind {element.kind!r} in {key}", path, lineno)
+            message = f"reserved kind {element.kind!r} in {key_repr(pb.key)}"
+            raise DumpFormatError(message, path, lineno)
     if (size := pb.key.ByteSize()) > MAX_KEY_BYTES:
-        message = f"{key} is {size} bytes, over the {MAX_KEY_BYTES}-byte key limit"
+        message = f"{key_repr(pb.key)} is {size} bytes, over the {MAX_KEY_BYTES}-byte key limit"
         raise DumpFormatError(message, path, lineno)
     if (size := pb.ByteSize()) > MAX_ENTITY_BYTES:
-        message = f"{key} is {size} bytes, over the {MAX_ENTITY_BYTES}-byte entity limit"
+        limit = f"over the {MAX_ENTITY_BYTES}-byte entity limit"
+        message = f"{key_repr(pb.key)} is {size} bytes, {limit}"
         raise DumpFormatError(message, path, lineno)

@@ -22,10 +22,9 @@ from mapper.datastore import txn as txns
 from mapper.datastore.keys import key_repr
 from mapper.datastore.keywalk import (
     Partition,
-    embedded_keys,
     is_complete,
+    key_sites,
     partition_of,
-    reference_values,
 )
 from mapper.dispatch.messages import check_job_id
 from mapper.dump.files import open_dump_store
@@ -323,8 +322,9 @@ class ImportRun(StatusHandle):
 def referenced_kinds(entity: Any) -> set[str]:
     """Kinds ``entity`` refers to: its ancestors', its key values', its embedded keys'."""
     kinds = {element.kind for element in entity.key.path[:-1]}
-    kinds.update(v.key_value.path[-1].kind for v in reference_values(entity) if v.key_value.path)
-    kinds.update(k.path[-1].kind for k in embedded_keys(entity) if is_complete(k))
+    refs, embedded = key_sites(entity)
+    kinds.update(v.key_value.path[-1].kind for v in refs if v.key_value.path)
+    kinds.update(k.path[-1].kind for k in embedded if is_complete(k))
     return kinds
 
 

@@ -23,10 +23,9 @@ from mapper.base import Mapper
 from mapper.datastore.keys import key_bytes, key_repr
 from mapper.datastore.keywalk import (
     Partition,
-    embedded_keys,
     is_complete,
+    key_sites,
     partition_of,
-    reference_values,
     set_partition,
 )
 from mapper.datastore.query import kind_query, results, value_filter
@@ -251,17 +250,16 @@ def dangling(
 
     ``known`` mappings (the part's own, say) are not looked up again.
     """
-    refs = {
-        key_bytes(v.key_value): v.key_value
-        for e in entities
-        for v in reference_values(e)
-        if stage.is_reference(v.key_value)
-    }
+    refs: dict[bytes, Any] = {}
+    embedded: dict[bytes, Any] = {}
+    for entity in entities:
+        values, keys = key_sites(entity)
+        refs |= {key_bytes(v.key_value): v.key_value for v in values}
+        embedded |= {key_bytes(k): k for k in keys}
+    refs = {b: k for b, k in refs.items() if stage.is_reference(k)}
+    embedded = {b: k for b, k in embedded.items() if stage.is_reference(k)}
     parents = {
         key_bytes(p): p for p in (parent_key(e.key) for e in entities if len(e.key.path) > 1)
-    }
-    embedded = {
-        key_bytes(k): k for e in entities for k in embedded_keys(e) if stage.is_reference(k)
     }
     wanted = {**refs, **parents, **embedded}
     known = known or {}
@@ -332,9 +330,10 @@ def rewrite(
         if how in NOT_WRITTEN:
             count("not_written")
             continue
-        for value in list(reference_values(entity)):
+        values, keys = key_sites(entity)
+        for value in values:
             _rewrite_reference(stage, value, mapped, missing, count)
-        for key in list(embedded_keys(entity)):
+        for key in keys:
             _rewrite_key(stage, key, mapped)
         entity.key.CopyFrom(new)
         apply_schema(entity, stage.options)
