@@ -15,7 +15,15 @@ from mapper.errors import JobStateError
 from mapper.transfer import locks
 from mapper.transfer.export import ExportSpec, start_export
 from mapper.transfer.importer import ImportSpec, start_import
-from mapper.transfer.keymap import ALLOCATED, PART_KIND, KeyMap
+from mapper.transfer.keymap import (
+    ALLOCATED,
+    CONFLICT_SKIPPED,
+    MERGED,
+    NAMED,
+    OVERWRITE,
+    PART_KIND,
+    KeyMap,
+)
 from mapper.transfer.options import parse_options
 from tests.support.fixtures_alltypes import key
 
@@ -102,6 +110,50 @@ def test_a_batch_of_parts_recorded_at_once_keeps_the_part_another_copy_recorded_
     keymap.record_part(3, 1, first)
     assert keymap.record_parts({(3, 1): second, (4, 1): other}) == {(3, 1): first, (4, 1): other}
     assert keymap.lookup_parts([(3, 1), (4, 1)]) == {(3, 1): first, (4, 1): other}
+
+
+def test_a_part_record_keeps_every_kind_of_choice_in_the_parts_order(runtime, namespace):
+    """Choices are packed into one blob a record: keys of any shape and every ``how``
+    come back as they went in, in order."""
+    project, keymap = runtime.settings.project, KeyMap(runtime.store, namespace, "imp")
+    parent = key(project, namespace + "dst", "Box", "b")
+    new = Entity().key
+    new.CopyFrom(parent)
+    new.path.add(kind="Item", name="n" * 1400)
+    olds = [key(project, namespace + "src", "Item", i) for i in range(1, 6)]
+    hows = [ALLOCATED, NAMED, MERGED, CONFLICT_SKIPPED, OVERWRITE]
+    items = [
+        (old, new if i == 1 else parent, how)
+        for i, (old, how) in enumerate(zip(olds, hows, strict=True))
+    ]
+    assert keymap.record_part(7, 2, items) == items
+    assert keymap.lookup_parts([(7, 2), (8, 2)]) == {(7, 2): items}
+
+
+def test_a_part_record_written_before_choices_were_packed_is_still_read(runtime, namespace):
+    """An import started by an older mapper (choices as a list of embedded pairs) is
+    resumed by this one: its records read back the same."""
+    project, keymap = runtime.settings.project, KeyMap(runtime.store, namespace, "imp")
+    items = [
+        (
+            key(project, namespace + "src", "Item", i + 1),
+            key(project, namespace + "dst", "Item", 9 + i),
+            how,
+        )
+        for i, how in enumerate([ALLOCATED, MERGED])
+    ]
+    record = Entity()
+    record.key.CopyFrom(keymap.part_record_key(3, 1))
+    pairs = record.properties["pairs"].array_value
+    for old, new, how in items:
+        pair = pairs.values.add().entity_value.properties
+        pair["old"].key_value.CopyFrom(old)
+        pair["new"].key_value.CopyFrom(new)
+        pair["how"].string_value = how
+    record.properties["chunks"].integer_value = 1
+    runtime.store.write([record], [])
+    assert keymap.lookup_parts([(3, 1)]) == {(3, 1): items}
+    assert keymap.record_part(3, 1, items[:1]) == items  # the stored choices win
 
 
 def test_a_key_map_part_of_500_long_named_keys_stays_under_the_entity_limit(
