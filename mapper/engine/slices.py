@@ -58,7 +58,7 @@ def run_slice(rt: Runtime, task: SliceTask) -> None:
         return
     check_format(job)
     claimed_at = time.monotonic()  # the lease runs from (a little after) here
-    claim = _acquire(rt, task)
+    claim = _acquire(rt, task, job)
     if claim is None:
         return
     runner = _SliceRunner(rt, job, task, claim, claimed_at)
@@ -72,14 +72,23 @@ def run_slice(rt: Runtime, task: SliceTask) -> None:
         runner.fail(error)
 
 
-def _acquire(rt: Runtime, task: SliceTask) -> tuple[_MapperShard, str] | None:
-    """Fence the task and take the shard's lease; None means "nothing to do"."""
+def _acquire(rt: Runtime, task: SliceTask, seen: _MapperJob) -> tuple[_MapperShard, str] | None:
+    """Fence the task and take the shard's lease; None means "nothing to do".
+
+    ``seen`` is the job record as read just before. A running job's is not read again
+    in the transaction: the shards of a job start at once, and on the Datastore
+    emulator their claims, each reading the one job record in its transaction,
+    aborted each other in turn (a second and more per shard before any work). A pause
+    or abort that lands after ``seen`` was read is seen by the first batch's stop
+    check, as it would be had it landed just after the claim.
+    """
     ns = rt.settings.state_namespace
     token = uuid.uuid4().hex
     jkey, skey = job_key(task.job_id, ns), shard_key(task.job_id, task.shard, ns)
+    running = seen.job_status == JobStatus.RUNNING
 
     def claim(t: txns.Txn) -> tuple[str, Any]:
-        job, shard = t.get(jkey, skey)
+        job, shard = (seen, t.get(skey)[0]) if running else t.get(jkey, skey)
         if job is None or shard is None:
             return "missing", None
         if task.slice > shard.slice:
