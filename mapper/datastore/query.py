@@ -214,16 +214,22 @@ class _Walk:
     first, sent before the walk starts, or the next, prefetched)."""
 
     def __init__(self, walk: Iterator[Any], first: Callable[[], Any]):
-        self._walk, self._first = walk, first
+        self._walk: Iterator[Any] = walk
+        self._first: Callable[[], Any] | None = first
 
     def __iter__(self) -> _Walk:
         return self
 
     def __next__(self) -> Any:
-        return next(self._walk)
+        page = next(self._walk)
+        # The first request is answered: let go of it, and with it of the first page
+        # (held here, a 20,000-entity page stayed in memory for the whole walk).
+        self._first = None
+        return page
 
     def close(self) -> None:
-        _cancel(self._first)
+        if self._first is not None:
+            _cancel(self._first)
         self._walk.close()  # type: ignore[attr-defined]
 
 
