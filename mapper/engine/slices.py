@@ -211,6 +211,7 @@ class _SliceRunner:
                 self.shard.unit or 0,
                 after,
                 per_unit=bool(getattr(self.adapter.mapper, "ONE_NAMESPACE_A_BATCH", False)),
+                sizes=[unit.size for unit in self.units],
             )
         query = shard_query(
             self.kind, self.filters, self.start_key, self.end_key, after, None, keys_only

@@ -35,6 +35,10 @@ IN_FLIGHT = 16
 SAMPLE = 512
 #: Units whose first page a shard asks for ahead of the one it reads.
 READ_AHEAD = 8
+#: Entities (as planned) those units may hold between them: many small tenants are read
+#: ahead, large pieces of one are not (eight pieces of a 100,000-entity namespace, each
+#: asked for as one page, held the whole namespace in memory).
+READ_AHEAD_ENTITIES = 2_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,8 +271,9 @@ class UnitStream:
     """A shard's units read one after another as one stream of EntityResults.
 
     ``open_unit(unit, after)`` starts a unit's query (after the key ``after``, for
-    the unit a checkpoint is in). The next ``READ_AHEAD`` units are opened early:
-    a stream's first page is requested when it is opened.
+    the unit a checkpoint is in). The next ``READ_AHEAD`` units are opened early, as
+    long as ``sizes`` (the units' planned sizes) says they hold READ_AHEAD_ENTITIES at
+    most between them: a stream's first page is requested when it is opened.
 
     ``position`` is what a checkpoint records: a unit and the last key taken from it
     (None: nothing yet). Everything taken comes before it; nothing not taken does.
@@ -283,8 +288,10 @@ class UnitStream:
         unit: int,
         after: Any | None,
         per_unit: bool = False,
+        sizes: Sequence[int] | None = None,
     ):
         self._open, self._count = open_unit, count
+        self._sizes = list(sizes) if sizes is not None else [0] * count
         #: True: a batch ends where a unit does (one namespace a batch).
         self._per_unit = per_unit
         self.unit, self.last = unit, after
@@ -292,6 +299,8 @@ class UnitStream:
         self._reading = self._next = unit
         self._after = after
         self._opened: collections.deque[EntityStream] = collections.deque()
+        #: The planned sizes of the units opened ahead of the head one.
+        self._ahead: collections.deque[int] = collections.deque()
         #: Results put back, each with its unit: taken again before the streams.
         self._front: collections.deque[tuple[int, bytes]] = collections.deque()
         self._taken: list[int] = []
@@ -348,6 +357,8 @@ class UnitStream:
     def _advance(self) -> None:
         """The head unit is read through: on to the next (nothing of it taken yet)."""
         self._opened.popleft().close()
+        if self._ahead:
+            self._ahead.popleft()
         if self._reading + 1 < self._count:
             self._reading += 1
             if not self._front:
@@ -356,6 +367,11 @@ class UnitStream:
 
     def _fill(self) -> None:
         while self._next < self._count and len(self._opened) < READ_AHEAD:
+            size = self._sizes[self._next]
+            if self._opened:
+                if sum(self._ahead) + size > READ_AHEAD_ENTITIES:
+                    return
+                self._ahead.append(size)
             after, self._after = self._after, None  # only the checkpoint's unit starts after it
             self._opened.append(self._open(self._next, after))
             self._next += 1

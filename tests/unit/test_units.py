@@ -7,7 +7,15 @@ from google.cloud.datastore_v1.types import query as query_types
 
 from mapper.datastore.keys import key_bytes, key_from_bytes, key_order
 from mapper.datastore.query import EntityStream
-from mapper.engine.units import Unit, UnitStream, check_selection, namespaces_done, plan
+from mapper.engine.units import (
+    READ_AHEAD,
+    READ_AHEAD_ENTITIES,
+    Unit,
+    UnitStream,
+    check_selection,
+    namespaces_done,
+    plan,
+)
 from mapper.errors import InvalidJobError
 from tests.support.fixtures_alltypes import key
 
@@ -77,7 +85,9 @@ def pages_of(keys: list, page: int) -> list:
     return pages
 
 
-def unit_stream(counts: list[int], unit: int = 0, after=None, opened=None) -> UnitStream:
+def unit_stream(
+    counts: list[int], unit: int = 0, after=None, opened=None, sizes=None
+) -> UnitStream:
     """A stream over units of ``counts`` entities, each unit its own namespace."""
 
     def open_unit(index: int, start_after):
@@ -88,7 +98,7 @@ def unit_stream(counts: list[int], unit: int = 0, after=None, opened=None) -> Un
             keys = [k for k in keys if k.path[0].id > start_after.path[0].id]
         return EntityStream(iter(pages_of(keys, 3)))
 
-    return UnitStream(open_unit, len(counts), unit, after)
+    return UnitStream(open_unit, len(counts), unit, after, sizes=sizes)
 
 
 def test_batches_run_across_units_and_the_position_is_the_last_taken():
@@ -121,6 +131,22 @@ def test_a_stream_resumes_inside_its_checkpoint_unit_and_reads_ahead():
     assert [(e.key.partition_id.namespace_id, e.key.path[0].id) for e in taken] == [
         ("n1", 3), ("n1", 4), ("n2", 1)
     ]  # fmt: skip
+
+
+def test_large_units_are_not_read_ahead_only_small_ones():
+    """Read-ahead stops at READ_AHEAD_ENTITIES planned entities: eight pieces of one large
+    namespace, each asked for as one page, held the whole namespace in memory."""
+    opened: list[int] = []
+    big = READ_AHEAD_ENTITIES // 2 + 1
+    stream = unit_stream([3, 3, 3], opened=opened, sizes=[big, big, big])
+    assert opened == [0, 1]  # the head, and one piece within the budget
+    stream.take(2)
+    assert opened == [0, 1]
+    stream.take(2)  # unit 0 read through: unit 2 is the one ahead now
+    assert opened == [0, 1, 2]
+    small = unit_stream([1] * 12, opened=(few := []), sizes=[20] * 12)
+    assert few == list(range(READ_AHEAD))  # as many as READ_AHEAD, the head among them
+    assert len(small.take(12)) == 12 and small.exhausted()
 
 
 def test_entities_put_back_are_taken_again_with_their_unit():
