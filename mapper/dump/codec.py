@@ -110,8 +110,10 @@ def _fill_timestamp(data: Any, timestamp: Message) -> None:
     if match is None:
         timestamp.FromJsonString(data)
         return
-    *fields, fraction = match.groups()
-    moment = datetime.datetime(*map(int, fields))  # ValueError on a date that does not exist
+    year, month, day, hour, minute, second = (int(field) for field in match.groups()[:6])
+    fraction = match.group(7)
+    # ValueError on a date or time that does not exist, as FromJsonString raises.
+    moment = datetime.datetime(year, month, day, hour, minute, second)
     timestamp.seconds = (moment - _EPOCH) // _SECOND
     timestamp.nanos = int(fraction.ljust(9, "0")) if fraction else 0
 

@@ -8,12 +8,14 @@ import hashlib
 import json
 import math
 import os
+import random
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from google.cloud.datastore_v1.types import entity as entity_types
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from mapper.dump import files as dumpfiles
 from mapper.dump.codec import MAX_ENTITY_BYTES, decode_entity, decode_strict, encode_entity
@@ -660,6 +662,30 @@ def test_fast_decoder_hands_anything_unexpected_to_the_strict_parser() -> None:
         decode_entity(b'{"key":{"path":[{"kind":"A","id":"1"}]},"key":{"path":[]}}')
     odd = b'{"key":{"path":[{"kind":"A","id":"1"}]},"properties":{"d":{"doubleValue":"NaN"}}}'
     assert math.isnan(decode_entity(odd).properties["d"].double_value)
+
+
+def test_fast_timestamps_are_the_strict_parsers_valid_or_not() -> None:
+    """Timestamps skip protobuf's strptime in the form dumps hold; every other spelling,
+    and every refusal, is still the strict parser's."""
+    rng = random.Random(13)
+    spelled = ["2026-02-30T00:00:00Z", "2026-12-02T24:00:00Z", "2026-12-02T23:59:60Z",
+               "2026-12-02T14:16:05+01:00", "2026-12-02T14:16:05.1234567890Z",
+               "2026-12-02t14:16:05Z", "\u0662\u0660\u0662\u0666-12-02T14:16:05Z"]  # fmt: skip
+    stamp = Timestamp()
+    for _ in range(2000):
+        stamp.seconds = rng.randrange(-62135596800, 253402300800)
+        stamp.nanos = rng.choice([0, rng.randrange(10**9), rng.randrange(1000) * 10**6])
+        spelled.append(stamp.ToJsonString())
+    template = '{"key":{"path":[{"kind":"A","id":"1"}]},"properties":{"t":{"timestampValue":"%s"}}}'
+    for text in spelled:
+        line = (template % text).encode()
+        try:
+            expected = exact_bytes(decode_strict(line))
+        except DumpFormatError:
+            with pytest.raises(DumpFormatError):
+                decode_entity(line)
+        else:
+            assert exact_bytes(decode_entity(line)) == expected, text
 
 
 def test_store_delete_all_removes_every_file_and_copy_dump_copies_them(
