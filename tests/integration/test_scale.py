@@ -72,7 +72,10 @@ def test_touch_50k_entities_on_4_shards_under_duplicates_and_crashes_counts_exac
         rt.close()
 
     assert status.status == "succeeded"
-    assert status.counters == {"processed": ENTITIES, "put": ENTITIES, "deleted": 0}
+    # A duplicate that took a slice over after its lease ran out can overlap its twin's
+    # last batch: the conditional writes catch it and count ``conflicts``; the rest is exact.
+    exact = {k: v for k, v in status.counters.items() if k != "conflicts"}
+    assert exact == {"processed": ENTITIES, "put": ENTITIES, "deleted": 0}
     assert len(status.shards) == 4
     assert sum(s.counters["processed"] for s in status.shards) == ENTITIES
     assert chaos.duplicates >= 4
@@ -83,5 +86,7 @@ def test_touch_50k_entities_on_4_shards_under_duplicates_and_crashes_counts_exac
     # and each duplicate that took a slice over after its lease ran out under load.
     replays = sum((times - 1) * count for times, count in touched.items())
     events = sum(plan.fired.values()) + chaos.duplicates
-    assert touched[2] > 0  # the crashes after a write did replay their batch
+    # The crashes after a write did replay their batch (a replay is again its slice's
+    # batch 0, so one batch can take several of the crashes: touched 3 or more times).
+    assert replays > 0
     assert replays <= events * BATCH
