@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 
 from examples import blog as sites
@@ -43,15 +43,19 @@ def shots(tmp_path) -> str:
 
 def wait_for(what: str, check: Callable[[], object], timeout: float = 60) -> object:
     deadline = time.monotonic() + timeout
+    last: WebDriverException | None = None
     while time.monotonic() < deadline:
         try:
             found = check()
-        except (NoSuchElementException, StaleElementReferenceException):
-            found = None  # the page is between two loads
+        except WebDriverException as error:
+            # The page is between two loads, or the live script replaced the element
+            # between finding it and reading it (Stale..., or Chromium's "Node with
+            # given id does not belong to the document", which CI met once).
+            found, last = None, error
         if found:
             return found
         time.sleep(0.2)
-    raise AssertionError(f"waited {timeout}s for {what}")
+    raise AssertionError(f"waited {timeout}s for {what}" + (f" (last: {last})" if last else ""))
 
 
 def api(url: str, job_id: str) -> dict:
