@@ -244,16 +244,19 @@ def _resolve_names(stage: ImportStage, named: list[tuple[Any, Any]]) -> list[tup
 
 
 def dangling(
-    stage: ImportStage, entities: list[Any], known: dict[bytes, tuple[Any, str]] | None = None
+    stage: ImportStage,
+    entities: list[Any],
+    known: dict[bytes, tuple[Any, str]] | None = None,
+    sites: list[tuple[list[Any], list[Any]]] | None = None,
 ) -> tuple[dict[bytes, Any], set[bytes]]:
     """(mapped references, dangling references) of ``entities``, by old key bytes.
 
-    ``known`` mappings (the part's own, say) are not looked up again.
+    ``known`` mappings (the part's own, say) are not looked up again; ``sites`` are the
+    entities' :func:`key_sites`, when the caller has walked them already.
     """
     refs: dict[bytes, Any] = {}
     embedded: dict[bytes, Any] = {}
-    for entity in entities:
-        values, keys = key_sites(entity)
+    for values, keys in sites if sites is not None else map(key_sites, entities):
         refs |= {key_bytes(v.key_value): v.key_value for v in values}
         embedded |= {key_bytes(k): k for k in keys}
     refs = {b: k for b, k in refs.items() if stage.is_reference(k)}
@@ -318,9 +321,10 @@ def rewrite(
 ) -> list[Any]:
     """The entities to put, keys rewritten through the key map (``own``: the new keys of
     the batch's entities, :func:`own_keys`), schema drift applied."""
-    mapped, missing = dangling(stage, entities, known=own)
+    sites = [key_sites(entity) for entity in entities]
+    mapped, missing = dangling(stage, entities, known=own, sites=sites)
     puts = []
-    for entity in entities:
+    for entity, (values, keys) in zip(entities, sites, strict=True):
         entry = own.get(key_bytes(entity.key))
         if entry is None:
             raise PermanentSliceError(
@@ -330,7 +334,6 @@ def rewrite(
         if how in NOT_WRITTEN:
             count("not_written")
             continue
-        values, keys = key_sites(entity)
         for value in values:
             _rewrite_reference(stage, value, mapped, missing, count)
         for key in keys:
