@@ -13,7 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.api_core import exceptions as core_exceptions
@@ -27,6 +27,8 @@ from mapper.errors import PermanentSliceError
 from mapper.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 Entity = _entity_types.Entity.pb()
 Key = _entity_types.Key.pb()
@@ -164,27 +166,67 @@ class Store:
             partition_id=self.partition(namespace),
             query=query,
         )
-        future = self._calls["RunQuery"].future(request, metadata=self._metadata)
+        return self._started(
+            "RunQuery",
+            request,
+            lambda response: response.batch,
+            lambda: self.run_query(query, namespace),
+        )
+
+    def lookup_async(self, keys: Sequence[Any]) -> Callable[[], dict[bytes, Any]]:
+        """Start a lookup of ``keys`` (at most MAX_LOOKUP_KEYS, outside any transaction);
+        returns a function that waits for {serialized key: entity}, as :meth:`lookup`."""
+        if len(keys) > MAX_LOOKUP_KEYS:
+            raise ValueError(f"lookup_async takes at most {MAX_LOOKUP_KEYS} keys")
+        request = LookupRequest(project_id=self.project, database_id=self.database, keys=keys)
+
+        def found(response: Any) -> dict[bytes, Any]:
+            if response.deferred:  # the rest, read now (Datastore defers under load)
+                return {**self.lookup(list(response.deferred)), **_entities(response)}
+            return _entities(response)
+
+        return self._started("Lookup", request, found, lambda: self.lookup(keys))
+
+    def begin_transaction_async(self) -> Callable[[], bytes]:
+        """Start a transaction now; returns a function that waits for its id."""
+        request = BeginTransactionRequest(project_id=self.project, database_id=self.database)
+        return self._started(
+            "BeginTransaction",
+            request,
+            lambda response: response.transaction,
+            self.begin_transaction,
+        )
+
+    def _started(
+        self, name: str, request: Any, answer: Callable[[Any], T], again: Callable[[], T]
+    ) -> Callable[[], T]:
+        """RPC ``name`` sent now; returns a function that waits for ``answer(response)``.
+
+        The interceptor (the fault layer) sees the RPC when its answer is waited for;
+        a transient error is met by ``again()``, the blocking call with its retries.
+        The function has ``cancel`` (for an answer no longer wanted).
+        """
+        future = self._calls[name].future(request, metadata=self._metadata)
 
         def send(sent: Any) -> Any:
             # The request already under way is answered by its future; any other (an
             # interceptor's own) goes out now.
             if sent is request:
                 return future.result()
-            return self._calls["RunQuery"](sent, metadata=self._metadata)
+            return self._calls[name](sent, metadata=self._metadata)
 
-        def result() -> Any:
+        def result() -> T:
             try:
-                return self._send("RunQuery", request, send).batch
+                return answer(self._send(name, request, send))
             except (grpc.RpcError, core_exceptions.GoogleAPICallError) as e:
                 error = core_exceptions.from_grpc_error(e) if isinstance(e, grpc.RpcError) else e
                 if isinstance(error, TRANSIENT):
-                    return self.run_query(query, namespace)
+                    return again()
                 if error is e:
                     raise
                 raise error from e
 
-        result.cancel = future.cancel  # type: ignore[attr-defined]  # a walk closed early
+        result.cancel = future.cancel  # type: ignore[attr-defined]
         return result
 
     def count(self, kind: str, filters: Sequence[Any], namespace: str) -> int:
@@ -429,6 +471,11 @@ def bounded_batches(
 def is_permanent(error: BaseException) -> bool:
     """True for errors no retry of the slice can fix."""
     return isinstance(error, (PermanentSliceError, *PERMANENT))
+
+
+def _entities(response: Any) -> dict[bytes, Any]:
+    """The entities a LookupResponse found, by serialized key."""
+    return {key_bytes(result.entity.key): result.entity for result in response.found}
 
 
 def _check_version(mutation: Any, key: Any, versions: Mapping[bytes, int] | None) -> None:

@@ -58,19 +58,23 @@ def run_in_transaction(
     fn: Callable[[Txn], T],
     retries: int = 8,
     patience: float = LOCK_PATIENCE_SECONDS,
+    begun: Callable[[], bytes] | None = None,
 ) -> T:
     """Run ``fn`` in a transaction and commit what it wrote; retry on contention.
 
     Transient errors are retried ``retries`` times, not counting ABORTED (contention,
     or a lock held by a transaction that will never finish): that is retried
     ``retries`` times and for as long as ``patience`` seconds from the first attempt.
+    ``begun``: a transaction begun ahead (``Store.begin_transaction_async``), for the
+    first attempt.
     """
     attempt = 0
     others = 0  # transient errors other than ABORTED: they alone count against ``retries``
     started = time.monotonic()
     warned = False
     while True:
-        txn = Txn(store, store.begin_transaction())
+        txn = Txn(store, begun() if begun is not None else store.begin_transaction())
+        begun = None
         try:
             result = fn(txn)
             store.commit(txn.upserts, txn.deletes, transaction=txn.id)
@@ -109,9 +113,19 @@ def get(store: Store, *keys: ndb.Key) -> list[Any]:
     return _lookup_records(store, keys, None)
 
 
+def get_async(store: Store, *keys: ndb.Key) -> Callable[[], list[Any]]:
+    """Start reading records by key (as :func:`get`); returns a function that waits for them."""
+    pbs = [key_pb(k) for k in keys]
+    found = store.lookup_async(pbs)
+    return lambda: _records(pbs, found())
+
+
 def _lookup_records(store: Store, keys: Sequence[ndb.Key], transaction: bytes | None) -> list[Any]:
     pbs = [key_pb(k) for k in keys]
-    found = store.lookup(pbs, transaction=transaction)
+    return _records(pbs, store.lookup(pbs, transaction=transaction))
+
+
+def _records(pbs: Sequence[Any], found: dict[bytes, Any]) -> list[Any]:
     records = []
     for pb in pbs:
         entity = found.get(key_bytes(pb))

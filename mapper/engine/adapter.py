@@ -61,6 +61,9 @@ class Adapter:
         self.run_hooks = bool(getattr(mapper, "RUN_HOOKS", False))
         #: False for a mapper that only reads (export): its rate counts entities read.
         self.writes = bool(getattr(mapper, "WRITES", True))
+        #: False when the class keeps the base ``map`` (which does nothing): a mapper that
+        #: works on whole batches in ``start_batch`` and ``end_batch``.
+        self.maps_each = _overrides_map(type(mapper))
         #: The key being mapped, so a failure can name it.
         self.current_key: Any = None
         #: ndb post-put and post-delete hooks of the batch, run once its writes committed.
@@ -181,6 +184,11 @@ class Adapter:
             counts.update(_added(counts, more))
         return puts, deletes, counts
 
+    def take_records(self) -> list[Any]:
+        """Records the mapper left for its batch's checkpoint (written in its transaction)."""
+        take = getattr(self.mapper, "take_records", None)
+        return list(take()) if take is not None else []
+
     def remap(self, entities: list[Any]) -> tuple[list[Any], list[Any], dict[str, int]]:
         """Map again entities read anew (their first write met a concurrent change).
 
@@ -200,6 +208,8 @@ class Adapter:
         puts: list[Any] = []
         deletes: list[Any] = []
         counts = {"processed": len(entities), "put": 0, "deleted": 0}
+        if not self.maps_each:  # a mapper that works on whole batches (an export)
+            return puts, deletes, counts
         read = {key_bytes(pb.key): pb for pb in entities} if self.model else None
         for pb in entities:
             self.current_key = pb.key
@@ -233,6 +243,13 @@ class Adapter:
 
 def _no_guard() -> None:
     pass
+
+
+def _overrides_map(cls: type) -> bool:
+    """False if ``cls.map`` is ``mapper.Mapper.map`` (named: the base class imports the engine)."""
+    method = getattr(cls, "map", None)
+    base = (getattr(method, "__module__", None), getattr(method, "__qualname__", None))
+    return base != ("mapper.base", "Mapper.map")
 
 
 def _done(result: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -43,6 +44,9 @@ logger = logging.getLogger(__name__)
 CONFLICT_ROUNDS = 5
 #: A batch held back by the back-off waits this long (or one batch of its rate) at a time.
 BACKOFF_PAUSE = 0.2
+#: A checkpoint's transaction begun while its batch ran is used if the batch took less
+#: (an idle transaction expires: after 60 s on Firestore).
+BEGUN_AHEAD_SECONDS = 20.0
 
 
 class _LeaseLost(Exception):
@@ -182,6 +186,8 @@ class _SliceRunner:
             self.throttle.pacer.wait_until(self.shard.paced_until - time.time())
         #: Seconds throttled that the shard record already counts.
         self._throttled_noted = 0.0
+        #: The job record, read beside the last checkpoint for the stop check after it.
+        self._job_read: Callable[[], list[Any]] | None = None
 
     # -- the loop ---------------------------------------------------------------
 
@@ -236,51 +242,66 @@ class _SliceRunner:
 
     def _run_batches(self, entities: EntityStream | UnitStream) -> None:
         while True:
-            self._fault("before_batch")
-            budget = self._await_budget(self.job.batch_size, sleep=False)
-            if budget is None:
+            done = self._run_batch(entities)
+            if done is None:
                 return
-            size, rate, due = budget
-            left = self._sample_left()
-            if left is not None:
-                size = min(size, left)
-            results = entities.take_results(size)
-            batch = [result.entity for result in results]
-            counts = {"processed": 0}
-            diffs: list[dict[str, Any]] = []
-            cost = 0
-            puts: list[Any] = []
-            deletes: list[Any] = []
-            if batch:
-                puts, deletes, counts = self._map(batch)
-                self._fault("after_map")
-                cost = len(puts) + len(deletes) if self.writes else len(batch)
-                self._sleep_until(due)  # here, so the write leaves at its paced time
-                if cost:
-                    self._back_off(cost, rate)
-                self._hold_lease()
-                if rate is not None and cost:
-                    self.throttle.pacer.sent(cost, rate)
-                if self.job.dry_run:
-                    diffs = self._audit(results, puts, deletes, counts)
-                else:
-                    self._write(puts, deletes, counts, results)
-                    self.adapter.after_write()
-                self._fault("after_write")
-            self.throttle.spent(size, cost, rate)
+            self._checkpoint(done)
+            if self._should_stop(done.finished):
+                return
+
+    def _run_batch(self, entities: EntityStream | UnitStream) -> _Batch | None:
+        """Take, map and write one batch (None: the throttle ended the slice first)."""
+        self._fault("before_batch")
+        budget = self._await_budget(self.job.batch_size, sleep=False)
+        if budget is None:
+            return None
+        size, rate, due = budget
+        left = self._sample_left()
+        if left is not None:
+            size = min(size, left)
+        results = entities.take_results(size)
+        # The checkpoint's transaction is begun now, its answer awaited at the end.
+        begun: Callable[[], bytes] | None = self.rt.store.begin_transaction_async()
+        begun_at = time.monotonic()
+        number = self._number()
+        batch = [result.entity for result in results]
+        counts = {"processed": 0}
+        diffs: list[dict[str, Any]] = []
+        cost = 0
+        puts: list[Any] = []
+        deletes: list[Any] = []
+        if batch:
+            puts, deletes, counts = self._map(batch)
+            self._fault("after_map")
+            cost = len(puts) + len(deletes) if self.writes else len(batch)
+            self._sleep_until(due)  # here, so the write leaves at its paced time
+            if cost:
+                self._back_off(cost, rate)
+            self._hold_lease()
+            if rate is not None and cost:
+                self.throttle.pacer.sent(cost, rate)
+            if self.job.dry_run:
+                diffs = self._audit(results, puts, deletes, counts)
+            else:
+                self._write(puts, deletes, counts, results)
+                self.adapter.after_write()
+            self._fault("after_write")
+        self.throttle.spent(size, cost, rate)
+        if begun is not None and time.monotonic() - begun_at > BEGUN_AHEAD_SECONDS:
+            self._forget(begun)  # begun too long ago to rely on: begin anew
+            begun = None
+        return _Batch(
+            number=number,
+            last=batch[-1].key if batch else None,
+            counts=counts,
             # A look ahead: the next page has had the whole batch's time to arrive.
-            finished = entities.exhausted() or (left is not None and left <= len(batch))
-            by_namespace = self._namespace_counts(batch, puts, deletes) if batch else {}
-            self._checkpoint(
-                batch[-1].key if batch else None,
-                counts,
-                finished,
-                diffs,
-                getattr(entities, "position", None),
-                by_namespace,
-            )
-            if self._should_stop(finished):
-                return
+            finished=entities.exhausted() or (left is not None and left <= len(batch)),
+            diffs=diffs,
+            position=getattr(entities, "position", None),
+            by_namespace=self._namespace_counts(batch, puts, deletes) if batch else {},
+            records=self.adapter.take_records(),
+            begun=begun,
+        )
 
     def _sample_left(self) -> int | None:
         """How many more entities this shard maps in a sampled dry run (None: all)."""
@@ -362,6 +383,7 @@ class _SliceRunner:
                 raise _BatchTooLarge(f"{len(puts)} puts and {len(deletes)} deletes exceed a commit")
             self._fault("after_map")
             self._puts = puts
+            t.put(*self.adapter.take_records())  # with the batch they describe
             t.upserts.extend(puts)
             t.deletes.extend(deletes)
             shard.advance(
@@ -409,6 +431,8 @@ class _SliceRunner:
         rounds at most), so the app's write is never lost and ``map`` sees the
         current entity; ``conflicts`` counts them. ``BLIND_WRITES = True`` skips it.
         """
+        if not puts and not deletes:
+            return
         if self.blind:
             self._store_write(puts, deletes)
             return
@@ -464,47 +488,52 @@ class _SliceRunner:
             raise _LeaseLost(f"shard {self.skey.id()} changed hands")
         return shard
 
-    def _checkpoint(
-        self,
-        last: Any,
-        counts: dict[str, int],
-        finished: bool,
-        diffs: list[dict[str, Any]] | None = None,
-        position: tuple[int, bytes | None] | None = None,
-        by_namespace: dict[str, dict[str, int]] | None = None,
-    ) -> None:
-        """Commit a batch: checkpoint (``position`` in a shard of work units: the unit
-        and the last key taken from it), counters and a fresh lease."""
-        step = self._step(f"batch {self._number()}")
-        unit, checkpoint = position if position is not None else (None, _bytes(last))
+    def _checkpoint(self, done: _Batch) -> None:
+        """Commit a batch in one transaction (begun while the batch ran): checkpoint
+        (``position`` in a shard of work units: the unit and the last key taken from
+        it), counters, a fresh lease, and the records the mapper left for it.
+
+        The job record, which the stop check after it reads, is read at the same time.
+        """
+        step = self._step(f"batch {done.number}")
+        unit, checkpoint = done.position if done.position is not None else (None, _bytes(done.last))
 
         def fn(t: txns.Txn) -> None:
             shard = self._owned(t, step)
             if shard is None:
                 return
-            if diffs:
-                shard.keep_diffs(diffs, audit.MAX_DIFFS)
+            if done.diffs:
+                shard.keep_diffs(done.diffs, audit.MAX_DIFFS)
             shard.advance(
                 checkpoint,
-                counts,
-                finished,
+                done.counts,
+                done.finished,
                 self.rt.settings.lease_seconds,
                 step,
                 unit,
             )
-            if by_namespace:
-                shard.add_namespace_counts(by_namespace, self._reading_namespaces(unit))
+            if done.by_namespace:
+                shard.add_namespace_counts(done.by_namespace, self._reading_namespaces(unit))
             self._note_rate(shard)
-            t.put(shard)
+            t.put(shard, *done.records)
 
         began = time.monotonic()
-        txns.run_in_transaction(self.rt.store, fn)
+        if not done.finished:
+            self._job_read = txns.get_async(self.rt.store, self.jkey)
+        txns.run_in_transaction(self.rt.store, fn, begun=done.begun)
         self.lease_expires = began + self.rt.settings.lease_seconds
         self.batches += 1
-        self._processed += counts.get("processed", 0)
-        self._diffs += len(diffs or [])
+        self._processed += done.counts.get("processed", 0)
+        self._diffs += len(done.diffs or [])
         self._throttled_noted = self.throttle.throttled_seconds
         self._fault("after_checkpoint")
+
+    def _forget(self, begun: Callable[[], bytes]) -> None:
+        """Roll back a transaction begun ahead and not used (it read nothing: no locks)."""
+        try:
+            self.rt.store.rollback(begun())
+        except core_exceptions.GoogleAPICallError as error:
+            logger.info("a transaction begun ahead was not rolled back: %s", error)
 
     def _namespace_counts(
         self, batch: list[Any], puts: list[Any], deletes: list[Any]
@@ -622,17 +651,28 @@ class _SliceRunner:
             self._log("shard done")
             maybe_finalize(self.rt, self.task.job_id)
             return True
-        job = txns.get(self.rt.store, self.jkey)[0]
+        job = self._read_job()
         if job is None or job.job_status != JobStatus.RUNNING:
             self._stop(job.job_status if job is not None else JobStatus.ABORTED)
             return True
-        self.throttle.update(job)  # a throttle command may have changed the budget
-        elapsed = time.monotonic() - self.started
-        per_batch = elapsed / max(1, self.batches)
-        if elapsed + 2 * per_batch > self.rt.settings.slice_seconds:
+        if not self._carry_on(job):
             self._end_slice()
             return True
         return False
+
+    def _read_job(self) -> _MapperJob | None:
+        """The job record: as read beside the last checkpoint, else now."""
+        read, self._job_read = self._job_read, None
+        return (read() if read is not None else txns.get(self.rt.store, self.jkey))[0]
+
+    def _carry_on(self, job: _MapperJob) -> bool:
+        """Whether another batch follows: the job runs and the time box has room for it."""
+        if job.job_status != JobStatus.RUNNING:
+            return False
+        self.throttle.update(job)  # a throttle command may have changed the budget
+        elapsed = time.monotonic() - self.started
+        per_batch = elapsed / max(1, self.batches)
+        return elapsed + 2 * per_batch <= self.rt.settings.slice_seconds
 
     def _end_slice(self, delay: float | None = None) -> None:
         """Hand the shard to the next slice, enqueued ``delay`` seconds from now; it
@@ -732,6 +772,23 @@ class _SliceRunner:
             self.batches,
             time.monotonic() - self.started,
         )
+
+
+@dataclasses.dataclass
+class _Batch:
+    """A batch mapped and written, for its checkpoint."""
+
+    number: int
+    last: Any
+    counts: dict[str, int]
+    finished: bool
+    diffs: list[dict[str, Any]]
+    position: tuple[int, bytes | None] | None
+    by_namespace: dict[str, dict[str, int]]
+    #: Records the mapper left for the checkpoint's transaction (an export's part record).
+    records: list[Any]
+    #: The checkpoint's transaction, begun while the batch ran (None: begin it then).
+    begun: Callable[[], bytes] | None
 
 
 class _BatchTooLarge(Exception):

@@ -31,7 +31,7 @@ from mapper.dump.manifest import MANIFEST, Manifest, write_manifest
 from mapper.dump.parts import PartInfo, part_relpath, write_part
 from mapper.engine.jobs import Job, start_job
 from mapper.engine.loading import class_spec
-from mapper.engine.records import INTERNAL_KINDS, JobStatus, utcnow
+from mapper.engine.records import INTERNAL_KINDS, JobStatus, job_key, shard_key, utcnow
 from mapper.engine.spec import MAX_BATCH_SIZE, JobSpec, check_max_rate
 from mapper.engine.status import (
     ShardInfo,
@@ -66,10 +66,18 @@ class _MapperExport(ndb.Model):
     metadata = ndb.JsonProperty(default={})
     manifest_written = ndb.BooleanProperty(indexed=False, default=False)
     created = ndb.DateTimeProperty(indexed=False)
+    #: True: every part record is under a shard record (False: begun by a version that
+    #: kept them under this record, where they are looked for too).
+    parts_under_shards = ndb.BooleanProperty(indexed=False, default=False)
 
 
 class _MapperExportPart(ndb.Model):
-    """One written part file (key id: its path in the dump), as the manifest lists it."""
+    """One written part file (key id: its path in the dump), as the manifest lists it.
+
+    A child of the shard record that wrote it, and written in that shard's checkpoint
+    transaction (one commit a batch, no entity group shared between shards). Exports
+    begun before that kept them under the export record; both are read.
+    """
 
     count = ndb.IntegerProperty(indexed=False)
     sha256 = ndb.TextProperty()
@@ -99,9 +107,10 @@ class ExportMapper(Mapper):
         self.KIND = params["kind"]
         self.FILTERS = [tuple(pair) for pair in params.get("filters", [])]
         self._batch: list[Any] = []
+        self._records: list[_MapperExportPart] = []
 
-    def map(self, entity: Any) -> None:
-        self._batch.append(entity)
+    def start_batch(self, entities: list[Any]) -> None:
+        self._batch = entities  # no map(): the batch is written whole, in end_batch
 
     def end_batch(self, number: int) -> None:
         entities, self._batch = self._batch, []
@@ -113,8 +122,9 @@ class ExportMapper(Mapper):
         else:
             relpath = part_relpath(self.params["kind"], self.shard or 0, number, namespace)
             info = write_part(self.params["out"], relpath, entities)
-        rt = self.runtime
-        parent = export_key(self.params["export"], rt.settings.state_namespace)
+        parent = shard_key(
+            self.job_id or "", self.shard or 0, self.runtime.settings.state_namespace
+        )
         record = _MapperExportPart(
             key=ndb.Key(_MapperExportPart, relpath, parent=parent),
             count=info.count,
@@ -123,9 +133,13 @@ class ExportMapper(Mapper):
             kinds=list(info.kinds) or [self.params["kind"]],
             namespaces=list(info.namespaces) or [namespace],
         )
-        with rt.context():
-            txns.put_records(rt.store, [record])
+        self._records.append(record)  # written by the engine, with the checkpoint
         self.count("bytes", info.bytes)
+
+    def take_records(self) -> list[_MapperExportPart]:
+        """The batch's part record, for the engine to write with its checkpoint."""
+        records, self._records = self._records, []
+        return records
 
     def finish(self) -> None:
         rt = self.runtime
@@ -157,7 +171,7 @@ def write_export_manifest(rt: Runtime, export: _MapperExport) -> Manifest:
                 kinds=tuple(p.kinds),
                 namespaces=tuple(p.namespaces),
             )
-            for p in _MapperExportPart.query(ancestor=export.key).iter()
+            for p in _part_records(rt, export)
         ),
         key=lambda part: part.path,
     )
@@ -183,6 +197,25 @@ def write_export_manifest(rt: Runtime, export: _MapperExport) -> Manifest:
     txns.run_in_transaction(rt.store, mark)
     logger.info("export=%s manifest written: %s", export.key.id(), manifest.totals)
     return manifest
+
+
+def _part_records(rt: Runtime, export: _MapperExport) -> list[_MapperExportPart]:
+    """The export's part records, one per path: those under its shards' records, and
+    those an export begun by an earlier version kept under the export record."""
+    ns = rt.settings.state_namespace
+    jobs = txns.get(
+        rt.store, *[job_key(f"{export.key.id()}-{i}", ns) for i in range(len(export_jobs(export)))]
+    )
+    parents = [] if export.parts_under_shards else [export.key]
+    parents += [
+        shard_key(job.job_id, index, ns)
+        for job in jobs
+        if job is not None
+        for index in range(len(job.ranges))
+    ]
+    queries = [_MapperExportPart.query(ancestor=parent).fetch_async() for parent in parents]
+    by_path = {p.key.id(): p for query in queries for p in query.result()}  # later parents win
+    return list(by_path.values())
 
 
 # -- starting and watching -----------------------------------------------------------
@@ -317,6 +350,7 @@ def _create_export(rt: Runtime, export_id: str, spec: ExportSpec, store: Any) ->
             **({"format": "managed"} if spec.format == "managed" else {}),
         },
         created=utcnow(),
+        parts_under_shards=True,
     )
 
     def create(t: txns.Txn) -> _MapperExport:

@@ -12,13 +12,21 @@ from pathlib import Path
 import pytest
 from google.cloud import ndb
 
+from mapper.datastore import txn as txns
 from mapper.datastore.keys import key_from_bytes, key_order
 from mapper.datastore.keywalk import move_partitions
 from mapper.datastore.query import shard_query
 from mapper.dump.manifest import MANIFEST, read_manifest
 from mapper.dump.parts import read_part
+from mapper.engine.records import shard_key
 from mapper.errors import ConfigurationError, DumpFormatError
-from mapper.transfer.export import ExportSpec, start_export
+from mapper.transfer.export import (
+    ExportSpec,
+    _MapperExportPart,
+    export_key,
+    start_export,
+    write_export_manifest,
+)
 from mapper.transfer.importer import ImportSpec, _MapperImportPart, plan_import, start_import
 from tests.support.fixtures_alltypes import all_types_entities, entity, key, scalar
 from tests.support.mappers import Person
@@ -106,6 +114,54 @@ def test_export_replayed_after_a_crash_holds_each_entity_exactly_once(
     keys = dump_keys(tmp_path / "dump")
     assert len(keys) == 700
     assert len(set(keys)) == 700
+
+
+def test_a_batchs_part_record_commits_with_its_checkpoint_not_before(
+    runtime, namespace, seed, faults, tmp_path
+):
+    """The part record is written in the checkpoint's transaction (it was a commit of
+    its own, before it): between a batch's write and its checkpoint it is not there."""
+    seed(300)
+    recorded = []
+
+    def count_part_records(info):
+        parent = shard_key(info["job_id"], info["shard"], runtime.settings.state_namespace)
+        with runtime.context():
+            recorded.append(len(_MapperExportPart.query(ancestor=parent).fetch(keys_only=True)))
+
+    # The third batch, its part file written: the first two batches' records only.
+    faults.call_at("after_write", count_part_records, when=lambda info: info["batch"] == 2)
+    export(runtime, tmp_path / "d", kinds=["Person"], namespaces=[namespace], batch_size=100,
+           shards=1)  # fmt: skip
+    assert recorded == [2]
+    assert read_manifest(tmp_path / "d").totals["entities"] == 300
+
+
+def test_the_manifest_lists_parts_recorded_under_the_export_by_an_earlier_version(
+    runtime, namespace, seed, tmp_path
+):
+    """An export begun before part records moved under the shard records, and finished
+    by this version, has records in both places; the manifest lists them all, the
+    shard's winning a path recorded in both (written later, by the replay)."""
+    seed(120)
+    done = export(runtime, tmp_path / "d", kinds=["Person"], namespaces=[namespace],
+                  batch_size=50, shards=1)  # fmt: skip
+    first = read_manifest(tmp_path / "d").parts[0]
+    with runtime.context():
+        record = txns.get(runtime.store, export_key(done.id, runtime.settings.state_namespace))[0]
+        record.parts_under_shards = False  # as an earlier version created it
+
+        def old_part(path, count):
+            return _MapperExportPart(key=ndb.Key(_MapperExportPart, path, parent=record.key),
+                                     count=count, sha256="0" * 64, bytes=1, kinds=["Person"],
+                                     namespaces=[namespace])  # fmt: skip
+
+        txns.put_records(runtime.store, [record, old_part(first.path, 999), old_part("old", 7)])
+        manifest = write_export_manifest(runtime, record)
+    counts = {part.path: part.count for part in manifest.parts}
+    assert counts["old"] == 7
+    assert counts[first.path] == first.count
+    assert len(counts) == 4  # 120 entities in batches of 50, and the old one
 
 
 def test_export_filters_select_entities(runtime, namespace, seed, tmp_path):
