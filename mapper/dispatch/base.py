@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable
 
 from mapper.dispatch.messages import Task
@@ -29,6 +30,15 @@ class Dispatcher(abc.ABC):
         Raises:
             DispatchError: the task could not be enqueued.
         """
+
+    def tasks_ended(self) -> int:
+        """How many task runs have ended in this process (0 when tasks run elsewhere)."""
+        return 0
+
+    def wait_task_end(self, since: int, timeout: float) -> None:
+        """Sleep ``timeout`` seconds; an in-process dispatcher wakes earlier, once a task
+        run ends after :meth:`tasks_ended` answered ``since``."""
+        time.sleep(timeout)
 
     def bind(self, handler: TaskHandler) -> None:  # noqa: B027 - optional hook
         """Give an in-process dispatcher the function that runs tasks."""

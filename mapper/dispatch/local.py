@@ -32,6 +32,9 @@ class LocalDispatcher(Dispatcher):
         self._lock = threading.Lock()
         self._pending = 0
         self._idle = threading.Condition(self._lock)
+        #: Task runs ended so far, and a condition notified at each end.
+        self._ended = 0
+        self._task_end = threading.Condition(self._lock)
         self._closed = False
         self._timers: set[threading.Timer] = set()
         self.crash_redelivery_delay = crash_redelivery_delay
@@ -67,6 +70,14 @@ class LocalDispatcher(Dispatcher):
         """Block until no task is queued or running; False on timeout."""
         with self._idle:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def tasks_ended(self) -> int:
+        with self._lock:
+            return self._ended
+
+    def wait_task_end(self, since: int, timeout: float) -> None:
+        with self._task_end:
+            self._task_end.wait_for(lambda: self._ended != since, timeout)
 
     def close(self) -> None:
         with self._lock:
@@ -110,6 +121,8 @@ class LocalDispatcher(Dispatcher):
                 self._done()
 
     def _done(self) -> None:
+        self._ended += 1
+        self._task_end.notify_all()
         self._pending -= 1
         if self._pending == 0:
             self._idle.notify_all()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 from mapper.dispatch.local import LocalDispatcher
 from mapper.dispatch.messages import SliceTask
 from mapper.errors import RetrySlice
@@ -52,3 +55,27 @@ def test_a_task_name_is_enqueued_once() -> None:
     finally:
         dispatcher.close()
     assert handler.runs == 1
+
+
+def test_a_wait_for_a_task_end_wakes_when_a_task_ends_and_times_out_when_none_does() -> None:
+    release = threading.Event()
+    dispatcher = LocalDispatcher(workers=1)
+    dispatcher.bind(lambda task: release.wait(10))
+    try:
+        since = dispatcher.tasks_ended()
+        dispatcher.enqueue(SliceTask("j", 0, 0))
+        started = time.monotonic()
+        dispatcher.wait_task_end(since, 0.2)  # the task runs on: the wait times out
+        assert time.monotonic() - started >= 0.2
+        assert dispatcher.tasks_ended() == since
+        threading.Timer(0.1, release.set).start()
+        started = time.monotonic()
+        dispatcher.wait_task_end(since, 30)
+        assert time.monotonic() - started < 10  # woken by the end, not the 30 s timeout
+        assert dispatcher.tasks_ended() == since + 1
+        started = time.monotonic()
+        dispatcher.wait_task_end(since, 30)  # one ended already since ``since``: no wait
+        assert time.monotonic() - started < 10
+    finally:
+        release.set()
+        dispatcher.close()

@@ -1,10 +1,13 @@
-"""Waiting for a job: status reads that slow down as a long job runs."""
+"""Waiting for a job: status reads that slow down as a long job runs, and wake at a task's end."""
 
 from __future__ import annotations
 
+import threading
 import time
 from types import SimpleNamespace
 
+from mapper.dispatch.local import LocalDispatcher
+from mapper.dispatch.messages import SliceTask
 from mapper.engine.records import JobStatus
 from mapper.engine.status import wait_until_final
 
@@ -34,3 +37,32 @@ def test_without_max_poll_the_reads_keep_their_pace():
     wait_until_final(fetch, "job x", poll=0.01)
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert max(gaps) < 0.05  # growing, the last would be 0.075
+
+
+def test_an_in_process_dispatcher_wakes_the_wait_when_a_task_ends():
+    """The status is read again as soon as a task ends, not a whole poll later."""
+    release = threading.Event()
+    done = threading.Event()
+
+    def handler(task):  # the job's last task: its end makes the status final
+        release.wait(10)
+        done.set()
+
+    dispatcher = LocalDispatcher(workers=1)
+    dispatcher.bind(handler)
+    reads: list[float] = []
+
+    def fetch() -> SimpleNamespace:
+        reads.append(time.monotonic())
+        return SimpleNamespace(status=JobStatus.SUCCEEDED if done.is_set() else JobStatus.RUNNING)
+
+    try:
+        dispatcher.enqueue(SliceTask("j", 0, 0))
+        threading.Timer(0.3, release.set).start()
+        started = time.monotonic()
+        wait_until_final(fetch, "job x", poll=30, tasks=dispatcher)
+        assert time.monotonic() - started < 10  # a 30 s poll was cut short by the task's end
+        assert len(reads) == 2
+    finally:
+        release.set()
+        dispatcher.close()
