@@ -1,6 +1,7 @@
 """Benchmark export and import against raw floors measured in the same run, on both emulators.
 
     .venv/bin/python -m bench.dump [--emulators datastore,firestore] [--sizes 20000,100000]
+                                   [--rounds 1]
 
 Per emulator and size N, in one fresh child process against a reset emulator
 seeded with N items (5 properties, a list and a timestamp; no references):
@@ -12,7 +13,8 @@ seeded with N items (5 properties, a list and a timestamp; no references):
   import remap ours: the dump merged into a fresh namespace (every id reallocated)
 Prints seconds, the ratios the issue sets (export / raw scan >= 0.9, keep / raw
 write >= 0.8, remap / raw write >= 0.6), client CPU and RPCs per 1,000 entities,
-and the child's peak RSS.
+and the child's peak RSS. ``--rounds N`` runs N children per size (each on a reset
+emulator) and prints each round, then the medians of the rounds' ratios.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import statistics
 import sys
 import tempfile
 from typing import Any
@@ -126,11 +129,12 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
             env = emulator_env(emulator)
             spawn([sys.executable, "-m", "bench.dump", "--child", "3000"], env, "warm-up")
             for n in [int(size) for size in args.sizes.split(",")]:
-                emulator.reset()
-                command = [sys.executable, "-m", "bench.dump", "--child", str(n)]
-                result = spawn(command, env, f"bench.dump at {n:,} on the {kind} emulator")
-                results.append({**result, "emulator": kind})
-                print(f"  {kind} {n:,} done", file=sys.stderr, flush=True)
+                for round_ in range(args.rounds):
+                    emulator.reset()
+                    command = [sys.executable, "-m", "bench.dump", "--child", str(n)]
+                    result = spawn(command, env, f"bench.dump at {n:,} on the {kind} emulator")
+                    results.append({**result, "emulator": kind, "round": round_})
+                    print(f"  {kind} {n:,} round {round_ + 1} done", file=sys.stderr, flush=True)
     return results
 
 
@@ -147,12 +151,25 @@ def report(results: list[dict[str, Any]]) -> None:
         for ours, base, target in TARGETS:
             ratio = steps[base]["seconds"] / steps[ours]["seconds"]
             print(f"    {ours} / {base}: {ratio:.2f}   target >= {target}")
+    by_size: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for result in results:
+        by_size.setdefault((result["emulator"], result["n"]), []).append(result["steps"])
+    for (emulator, n), rounds in by_size.items():
+        if len(rounds) < 2:
+            continue
+        print(f"\n{emulator} emulator, {n:,} entities: medians of {len(rounds)} rounds")
+        for ours, base, target in TARGETS:
+            ratios = [steps[base]["seconds"] / steps[ours]["seconds"] for steps in rounds]
+            spread = " ".join(f"{r:.2f}" for r in ratios)
+            print(f"    {ours} / {base}: {statistics.median(ratios):.2f} ({spread})"
+                  f"   target >= {target}")  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--emulators", default=",".join(EMULATORS))
     parser.add_argument("--sizes", default="20000,100000")
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--report", help="only print the report of a --json file")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
