@@ -309,18 +309,39 @@ class EntityStream:
     def __init__(self, walk: Iterator[Any]):
         self._walk = walk
         self._buffer: collections.deque[bytes] = collections.deque()
+        self._buffered = 0  # bytes in ``_buffer``
         self._ended = False
+        #: True when the last take stopped at its byte bound, not its count or the end.
+        self.full = False
 
     def take(self, size: int) -> list[Any]:
         """The next ``size`` entities (fewer only at the end of the walk)."""
         return [result.entity for result in self.take_results(size)]
 
-    def take_results(self, size: int) -> list[Any]:
-        """The next ``size`` EntityResults: each entity with the version it was read at."""
-        while len(self._buffer) < size and self._pull():
-            pass
-        count = min(size, len(self._buffer))
-        return [EntityResult.FromString(self._buffer.popleft()) for _ in range(count)]
+    def take_results(
+        self, size: int, max_bytes: int | None = None, at_least_one: bool = True
+    ) -> list[Any]:
+        """The next ``size`` EntityResults: each entity with the version it was read at.
+
+        ``max_bytes``: fewer, once the next would take the batch's serialized size past
+        it (one at least, unless not ``at_least_one``); ``full`` then says so.
+        """
+        while len(self._buffer) < size and (max_bytes is None or self._buffered < max_bytes):
+            if not self._pull():
+                break
+        taken: list[bytes] = []
+        total = 0
+        self.full = False
+        while self._buffer and len(taken) < size:
+            data = self._buffer[0]
+            over = max_bytes is not None and total + len(data) > max_bytes
+            if over and (taken or not at_least_one):
+                self.full = True
+                break
+            taken.append(self._buffer.popleft())
+            total += len(data)
+        self._buffered -= total
+        return [EntityResult.FromString(data) for data in taken]
 
     def exhausted(self) -> bool:
         """True when no entity follows the ones taken so far."""
@@ -330,9 +351,9 @@ class EntityStream:
 
     def put_back(self, entities: Sequence[Any]) -> None:
         """Return ``entities`` (the last ones taken) to the front of the stream."""
-        self._buffer.extendleft(
-            EntityResult(entity=e).SerializeToString() for e in reversed(entities)
-        )
+        data = [EntityResult(entity=e).SerializeToString() for e in reversed(entities)]
+        self._buffer.extendleft(data)
+        self._buffered += sum(len(d) for d in data)
 
     def close(self) -> None:
         """Stop the walk (a page still in flight is left to finish on its own)."""
@@ -347,7 +368,9 @@ class EntityStream:
         if batch is None:
             self._ended = True
             return False
-        self._buffer.extend(result.SerializeToString() for result in batch.entity_results)
+        data = [result.SerializeToString() for result in batch.entity_results]
+        self._buffer.extend(data)
+        self._buffered += sum(len(d) for d in data)
         return True
 
 

@@ -36,8 +36,8 @@ class PartInfo:
 def part_relpath(kind: str, shard: int, batch: int, namespace: str = "") -> str:
     """Where one export batch writes: ``{namespace}/{kind}/part-{shard}-{batch}.jsonl.gz``.
 
-    One batch writes exactly one part, so a replayed batch rewrites its own
-    file. The default namespace is spelled ``~default`` (``~`` cannot occur in
+    A batch's parts are numbered from the batch's number, so a replayed batch
+    rewrites its own files. The default namespace is spelled ``~default`` (``~`` cannot occur in
     a namespace name); names are percent-encoded into safe file names.
     """
     ns_dir = _safe_name(namespace) if namespace else "~default"

@@ -25,7 +25,7 @@ from mapper.engine.records import (
     utcnow,
 )
 from mapper.engine.slices import maybe_finalize
-from mapper.engine.spec import JobSpec, check_max_rate
+from mapper.engine.spec import MAX_BATCH_SIZE, JobSpec, check_max_rate
 from mapper.engine.splitting import split_ranges
 from mapper.engine.status import JobInfo, StatusHandle, job_status
 from mapper.errors import InvalidJobError, JobStateError, NotFoundError
@@ -53,6 +53,11 @@ def start_job(rt: Runtime, spec: JobSpec) -> Job:
     adapter = Adapter(load_mapper_class(spec.mapper)(**spec.params))
     adapter.filter_pbs()  # bad params or FILTERS fail before any write
     adapter.kind_name()
+    if (adapter.writes or spec.exactly_once) and spec.batch_size > MAX_BATCH_SIZE:
+        raise InvalidJobError(
+            f"batch_size must be 1..{MAX_BATCH_SIZE} for a mapper that writes or an "
+            f"exactly-once job (a commit holds 500 mutations), got {spec.batch_size}"
+        )
     if spec.all_namespaces or spec.namespace_prefix is not None:
         # A store that lists no namespaces says so now, not from a half-started job.
         units.select_namespaces(rt.store, spec.all_namespaces, spec.namespace_prefix, None)

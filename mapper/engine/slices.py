@@ -175,6 +175,8 @@ class _SliceRunner:
         if not job.exactly_once:  # an exactly-once batch is fenced by its own transaction
             self.adapter.guard = self._hold_lease
         self.blind = bool(getattr(mapper, "BLIND_WRITES", False))
+        #: A bound on a batch's bytes as read (an export's), besides its count.
+        self.batch_bytes: int | None = getattr(mapper, "BATCH_BYTES", None)
         #: The puts of the exactly-once batch in its transaction (a refused commit names one).
         self._puts: list[Any] = []
         #: Entities mapped and audit diffs kept by this copy (a sampled dry run stops on them).
@@ -259,7 +261,7 @@ class _SliceRunner:
         left = self._sample_left()
         if left is not None:
             size = min(size, left)
-        results = entities.take_results(size)
+        results = entities.take_results(size, self.batch_bytes)
         # The checkpoint's transaction is begun now, its answer awaited at the end.
         begun: Callable[[], bytes] | None = self.rt.store.begin_transaction_async()
         begun_at = time.monotonic()

@@ -15,7 +15,11 @@ from mapper.errors import InvalidJobError
 
 _SPEC_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
+#: The largest batch of a job that writes: one commit holds 500 mutations.
 MAX_BATCH_SIZE = 500
+#: The largest batch of a job whose mapper writes nothing (``WRITES = False``, not
+#: exactly-once): an export, whose batch is several part files under one checkpoint.
+MAX_READ_BATCH_SIZE = 5_000
 MAX_SHARDS = 256
 #: The most namespaces one job names (the list is recorded on the job).
 MAX_NAMESPACES = 20_000
@@ -70,7 +74,7 @@ class JobSpec:
         except (TypeError, ValueError) as e:
             raise InvalidJobError(f"params must be JSON-serialisable: {e}") from e
         check_int("shards", self.shards, 1, MAX_SHARDS)
-        check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        check_int("batch_size", self.batch_size, 1, MAX_READ_BATCH_SIZE)
         if not isinstance(self.namespace, str):
             raise InvalidJobError(f"namespace must be a string, got {self.namespace!r}")
         if not isinstance(self.exactly_once, bool):

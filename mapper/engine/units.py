@@ -313,20 +313,31 @@ class UnitStream:
     def take(self, size: int) -> list[Any]:
         return [result.entity for result in self.take_results(size)]
 
-    def take_results(self, size: int) -> list[Any]:
+    def take_results(self, size: int, max_bytes: int | None = None) -> list[Any]:
+        """The next ``size`` results across units (``max_bytes``: as EntityStream's)."""
         taken: list[Any] = []
         self._taken = []
+        total = 0
         while len(taken) < size and self._front:
-            unit, data = self._front.popleft()
+            unit, data = self._front[0]
+            if max_bytes is not None and taken and total + len(data) > max_bytes:
+                return taken
+            self._front.popleft()
+            total += len(data)
             taken.append(EntityResult.FromString(data))
             self._taken.append(unit)
             self.unit, self.last = unit, taken[-1].entity.key
         while len(taken) < size and self._opened:
-            got = self._opened[0].take_results(size - len(taken))
+            room = None if max_bytes is None else max_bytes - total
+            stream = self._opened[0]
+            got = stream.take_results(size - len(taken), room, at_least_one=not taken)
             if got:
                 taken.extend(got)
                 self._taken.extend([self._reading] * len(got))
                 self.unit, self.last = self._reading, got[-1].entity.key
+                total += sum(result.ByteSize() for result in got)
+            if stream.full:
+                break  # the batch is full by bytes; the unit goes on
             if len(taken) < size:  # fewer than asked: this unit is read through
                 self._advance()
                 if self._per_unit and taken:

@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FORMATS = ("mapper", "managed")
+#: Part files an export batch writes under one checkpoint (each of ``batch_size``
+#: entities): a checkpoint transaction a part cost 10-20% of a scan on the Firestore
+#: emulator (docs/performance.md, round five).
+PARTS_PER_BATCH = 4
 
 
 class _MapperExport(ndb.Model):
@@ -96,6 +100,8 @@ class ExportMapper(Mapper):
     RAW = True
     WRITES = False  # its rate counts entities read; no write ramp-up
     ONE_NAMESPACE_A_BATCH = True  # a part file holds one namespace
+    #: A batch (several part files) ends before its entities pass this many bytes.
+    BATCH_BYTES = 8 * 2**20
 
     def __init__(self, **params: Any):
         super().__init__(**params)
@@ -116,6 +122,14 @@ class ExportMapper(Mapper):
         entities, self._batch = self._batch, []
         # One namespace a batch: the job's, or (a job over many) its entities' own.
         namespace = self.params.get("namespace") or entities[0].key.partition_id.namespace_id
+        # A batch is up to PARTS_PER_BATCH part files (one, for an export begun before),
+        # numbered from the batch's number: a replayed batch rewrites the same files.
+        size = self.params.get("part_size") or len(entities)
+        parts = self.params.get("parts_per_batch", 1)
+        for index, start in enumerate(range(0, len(entities), size)):
+            self._write_part(entities[start : start + size], number * parts + index, namespace)
+
+    def _write_part(self, entities: list[Any], number: int, namespace: str) -> None:
         if self.params.get("format") == "managed":
             relpath = output_relpath(self.params["kind"], namespace, self.shard or 0, number)
             info = write_output(self.params["out"], relpath, entities)
@@ -137,7 +151,7 @@ class ExportMapper(Mapper):
         self.count("bytes", info.bytes)
 
     def take_records(self) -> list[_MapperExportPart]:
-        """The batch's part record, for the engine to write with its checkpoint."""
+        """The batch's part records, for the engine to write with its checkpoint."""
         records, self._records = self._records, []
         return records
 
@@ -311,6 +325,8 @@ def start_export(rt: Runtime, spec: ExportSpec) -> Export:
                 "kind": kind,
                 **({"namespace": one} if one is not None else {}),
                 "out": spec.out,
+                "part_size": spec.batch_size,
+                "parts_per_batch": PARTS_PER_BATCH,
                 "filters": [list(f) for f in spec.filters],
                 **({"format": "managed"} if spec.format == "managed" else {}),
             }
@@ -318,7 +334,7 @@ def start_export(rt: Runtime, spec: ExportSpec) -> Export:
                 mapper=class_spec(ExportMapper),
                 params=params,
                 shards=spec.shards,
-                batch_size=spec.batch_size,
+                batch_size=spec.batch_size * PARTS_PER_BATCH,
                 namespace=one or "",
                 # A kind in several namespaces: one job over them (mapper.engine.units).
                 namespaces=None if one is not None else namespaces,

@@ -116,7 +116,8 @@ def test_export_survives_faults_and_five_kills_exactly(chaos, runtime, namespace
     keys = seed(5_000)
     out = str(tmp_path / "dump")
     args = ["export", "--out", out, "--kind", "Person", "--namespace", namespace,
-            "--id", "chaos", "--shards", "2", "--batch-size", "20"]  # fmt: skip
+            "--id", "chaos", "--shards", "2", "--batch-size", "5"]  # fmt: skip
+    # Parts of 5, batches of 20 under one checkpoint: long enough for five kills.
     output, moments = through_kills(chaos, args, seed=13)
     assert "export chaos succeeded" in output, moments
     assert set(injected(tmp_path / "faults")) == set(KINDS), (moments, tmp_path)

@@ -109,7 +109,8 @@ def test_export_replayed_after_a_crash_holds_each_entity_exactly_once(
     seed(700)
     faults.crash_at("after_map", times=3, when=lambda info: info["batch"] in (1, 2))
     faults.crash_at("after_checkpoint", times=1)
-    export(runtime, tmp_path / "dump", kinds=["Person"], namespaces=[namespace], batch_size=100)
+    # Parts of 25, batches of 100 (four parts a checkpoint): several batches a shard.
+    export(runtime, tmp_path / "dump", kinds=["Person"], namespaces=[namespace], batch_size=25)
     assert faults.fired["after_map"] == 3
     keys = dump_keys(tmp_path / "dump")
     assert len(keys) == 700
@@ -129,12 +130,26 @@ def test_a_batchs_part_record_commits_with_its_checkpoint_not_before(
         with runtime.context():
             recorded.append(len(_MapperExportPart.query(ancestor=parent).fetch(keys_only=True)))
 
-    # The third batch, its part file written: the first two batches' records only.
+    # The third batch, its four part files written: the first two batches' records only.
     faults.call_at("after_write", count_part_records, when=lambda info: info["batch"] == 2)
-    export(runtime, tmp_path / "d", kinds=["Person"], namespaces=[namespace], batch_size=100,
+    export(runtime, tmp_path / "d", kinds=["Person"], namespaces=[namespace], batch_size=25,
            shards=1)  # fmt: skip
-    assert recorded == [2]
+    assert recorded == [2 * 4]
     assert read_manifest(tmp_path / "d").totals["entities"] == 300
+
+
+def test_an_export_batch_is_several_part_files_under_one_checkpoint(
+    runtime, namespace, seed, tmp_path
+):
+    seed(1000)
+    done = export(runtime, tmp_path / "d", kinds=["Person"], namespaces=[namespace],
+                  batch_size=100, shards=1)  # fmt: skip
+    manifest = read_manifest(tmp_path / "d")
+    assert [part.count for part in manifest.parts] == [100] * 10
+    assert len({part.path for part in manifest.parts}) == 10
+    assert len(set(dump_keys(tmp_path / "d"))) == 1000
+    # Batches of PARTS_PER_BATCH parts: 400, 400 and 200 entities, three checkpoints.
+    assert [shard.batches for shard in done.shards] == [3]
 
 
 def test_the_manifest_lists_parts_recorded_under_the_export_by_an_earlier_version(

@@ -135,6 +135,16 @@ def test_bad_mapper_spec_is_refused_before_any_write(runtime, namespace):
         start_job(runtime, JobSpec(mapper="tests.support.mappers:Nope", namespace=namespace))
     with pytest.raises(InvalidJobError, match="not a subclass"):
         start_job(runtime, JobSpec(mapper="tests.support.mappers:Person", namespace=namespace))
+    with pytest.raises(
+        InvalidJobError, match=r"batch_size must be 1\.\.500 for a mapper that writes"
+    ):
+        start_job(runtime, JobSpec(mapper="tests.support.mappers:TouchPeople", namespace=namespace,
+                                   batch_size=501))  # fmt: skip
+    export = {"export": "e", "kind": "Person", "out": "/nowhere"}  # a mapper that writes nothing
+    with pytest.raises(InvalidJobError, match="exactly-once"):
+        start_job(runtime, JobSpec(mapper="mapper.transfer.export:ExportMapper",
+                                   params=export, namespace=namespace, batch_size=501,
+                                   exactly_once=True))  # fmt: skip
     from mapper.engine.status import list_job_ids
 
     assert list_job_ids(runtime) == []

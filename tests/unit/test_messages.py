@@ -28,7 +28,7 @@ def test_malformed_task_bodies_are_refused():
 
 def test_job_spec_names_the_bad_field():
     with pytest.raises(InvalidJobError, match="batch_size"):
-        JobSpec(mapper="m:C", batch_size=501).validate()
+        JobSpec(mapper="m:C", batch_size=5001).validate()
     with pytest.raises(InvalidJobError, match="module:Class"):
         JobSpec(mapper="not a spec").validate()
     with pytest.raises(InvalidJobError, match="JSON-serialisable"):

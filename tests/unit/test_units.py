@@ -156,3 +156,28 @@ def test_entities_put_back_are_taken_again_with_their_unit():
     stream.put_back(batch[1:])
     again = stream.take(2)
     assert again == batch[1:3] and stream.position == (1, key_bytes(batch[2].key))
+
+
+def test_a_take_bounded_by_bytes_stops_before_the_entity_that_would_pass_the_bound():
+    keys = keys_of("n", 10)
+    size = EntityStream(iter(pages_of(keys[:1], 1))).take_results(1)[0].ByteSize()
+    stream = EntityStream(iter(pages_of(keys, 3)))  # same-sized entities, pages of 3
+    first = stream.take_results(10, max_bytes=4 * size + size // 2)
+    assert [r.entity.key.path[0].id for r in first] == [1, 2, 3, 4]  # across pages
+    assert stream.full
+    assert len(stream.take_results(10, max_bytes=size // 2)) == 1  # one at least
+    rest = stream.take_results(10, max_bytes=100 * size)
+    assert [r.entity.key.path[0].id for r in rest] == [6, 7, 8, 9, 10]
+    assert not stream.full and stream.exhausted()
+
+
+def test_a_take_across_units_bounded_by_bytes_ends_inside_a_unit_that_goes_on():
+    one = unit_stream([1]).take_results(1)[0].ByteSize()
+    stream = unit_stream([2, 0, 5])
+    first = stream.take_results(10, max_bytes=4 * one)
+    assert [(r.entity.key.partition_id.namespace_id, r.entity.key.path[0].id) for r in first] == [
+        ("n0", 1), ("n0", 2), ("n2", 1), ("n2", 2)
+    ]  # fmt: skip
+    assert stream.position[0] == 2
+    assert [r.entity.key.path[0].id for r in stream.take_results(10)] == [3, 4, 5]
+    assert stream.exhausted()
