@@ -310,10 +310,8 @@ def sum_counters(counters: Iterable[dict[str, int]]) -> dict[str, int]:
 # -- waiting -----------------------------------------------------------------------
 
 
-#: Seconds between the status reads of ``wait()``; with the in-process dispatcher,
-#: which wakes the wait when a task ends, and no progress to show.
+#: Seconds between the status reads of ``wait()``.
 POLL = 0.25
-IN_PROCESS_POLL = 2.0
 
 
 class StatusHandle:
@@ -337,16 +335,14 @@ class StatusHandle:
     ) -> Any:
         """Block until the status is final; returns the last status.
 
-        The status is read every ``poll`` seconds. With the in-process dispatcher it is
-        also read as soon as a task ends (work ends at a task's end), so by default it
-        is read every 2 s then (a status read is Datastore work that competes with the
-        job's own), or every 0.25 s for ``progress``; otherwise every 0.25 s.
+        The status is read every ``poll`` seconds (0.25), and with the in-process
+        dispatcher also as soon as one of its tasks ends (work ends at a task's end).
         ``max_poll``: the poll interval grows by a quarter each time up to this.
         """
         what = f"{self.what} {self.id}"
         tasks = self.rt.dispatcher
-        if poll is None:
-            poll = IN_PROCESS_POLL if tasks.in_process and progress is None else POLL
+        # The tasks of a job may run in another process: the reads go on all the same.
+        poll = POLL if poll is None else poll
         return wait_until_final(self.status, what, timeout, poll, progress, max_poll, tasks)
 
     def __repr__(self) -> str:
