@@ -84,11 +84,17 @@ def start_job(rt: Runtime, spec: JobSpec) -> Job:
 
 
 def _next_generation(t: txns.Txn, key: Any) -> bool:
-    """A job still in progress gets a new generation (fresh task names); False otherwise."""
+    """A job still in progress gets a new generation (fresh task names); False otherwise.
+
+    finish() gets its attempts anew: a copy that died in it counts as an attempt (a
+    task that keeps dying there must end), but the command re-run after its process
+    was killed there is not one more death.
+    """
     job = t.get(key)[0]
     if job.job_status not in (JobStatus.RUNNING, JobStatus.FINALIZING):
         return False
     job.generation = (job.generation or 0) + 1
+    job.finalize_attempts = 0
     t.put(job)
     return True
 

@@ -67,6 +67,28 @@ def test_mapper_export_killed_mid_job_finishes_when_run_again(
     assert dumped == sorted(k.id() for k in keys)  # every entity once
 
 
+def test_a_job_killed_inside_finish_more_times_than_its_attempts_finishes_when_run_again(
+    command, runtime, namespace, seed, tmp_path
+):
+    """A death in finish() counts as one of its attempts (a task that keeps dying there
+    must end), but a re-run of the command gives it its attempts anew."""
+    seed(20)
+    (tmp_path / "hold").touch()
+    args = ["run", "tests.support.mappers:HeldFinish", "--id", "held", "--namespace", namespace,
+            "--param", f"folder={tmp_path}"]  # fmt: skip
+    attempts = 3  # MAPPER_MAX_ATTEMPTS of the command
+
+    for kill in range(1, attempts + 1):
+        kill_when(command(*args), lambda k=kill: len(list(tmp_path.glob("finish-*"))) == k)
+    held = job_status(runtime, "held")
+    assert held.status == "finalizing", held
+
+    (tmp_path / "hold").unlink()
+    output = finish(command(*args))
+    assert "job held succeeded: processed=20" in output
+    assert len(list(tmp_path.glob("finish-*"))) == attempts + 1
+
+
 @pytest.fixture
 def blog_dump(runtime, namespace, datastore_client, tmp_path) -> str:
     """300 authors and 700 posts (each referring to an author), exported to a dump."""

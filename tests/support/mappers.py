@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from google.cloud import datastore, ndb
@@ -117,6 +118,17 @@ class FailingFinish(TouchPeople):
 
     def finish(self) -> None:
         raise RuntimeError("finish cannot reach the outside world")
+
+
+class HeldFinish(TouchPeople):
+    """finish() marks that it began (a file in params['folder']), then waits while
+    params['folder']/hold exists: a process can be killed inside it."""
+
+    def finish(self) -> None:
+        folder = Path(self.params["folder"])
+        (folder / f"finish-{time.monotonic_ns()}").touch()
+        while (folder / "hold").exists():
+            time.sleep(0.05)
 
 
 class TouchTouched(TouchPeople):
