@@ -28,7 +28,7 @@ class Run:
     mapper: type
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     shards: int = 1
-    batch_size: int = 100
+    batch_size: int = JobSpec.batch_size  # the job's default, chosen by measurement
     namespace: str = ""
     exactly_once: bool = False
 

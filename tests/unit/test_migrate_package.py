@@ -109,3 +109,9 @@ def test_audit_options_are_checked_before_any_write():
 def test_steps_name_what_they_do():
     assert LoadDump("countries").describe() == "load countries (remap)"
     assert Run(type("X", (), {"__module__": "m"})).describe() == "run m:X"
+
+
+def test_a_run_step_takes_the_jobs_default_batch_size():
+    """The default measured for jobs (docs/performance.md), not a smaller one of its own."""
+    step = Run(type("X", (), {"__module__": "m"}))
+    assert step.spec("j").batch_size == JobSpec.batch_size
