@@ -24,9 +24,12 @@ $(SYSTEM_TOOLS):
 	  || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SYSTEM_PACKAGES)) \
 	  || { echo "need: apt-get install $(SYSTEM_PACKAGES)"; exit 1; }
 
+# Two workers, one per emulator kind (tests/conftest.py groups them): each starts one
+# emulator and the two halves run side by side. PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= 2
 test: venv $(SYSTEM_TOOLS)
 	$(VENV)/bin/ruff check mapper handlers tests bench examples main.py
-	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup) tests $(PYTEST_ARGS)
 
 # ruff (lint + format), mypy, and the import layers (pyproject.toml [tool.importlinter]).
 lint: venv
