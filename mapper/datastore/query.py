@@ -313,6 +313,8 @@ class EntityStream:
         self._ended = False
         #: True when the last take stopped at its byte bound, not its count or the end.
         self.full = False
+        #: The serialized size of the last take's results.
+        self.taken_bytes = 0
 
     def take(self, size: int) -> list[Any]:
         """The next ``size`` entities (fewer only at the end of the walk)."""
@@ -341,6 +343,7 @@ class EntityStream:
             taken.append(self._buffer.popleft())
             total += len(data)
         self._buffered -= total
+        self.taken_bytes = total
         return [EntityResult.FromString(data) for data in taken]
 
     def exhausted(self) -> bool:

@@ -335,8 +335,7 @@ class UnitStream:
                 taken.extend(got)
                 self._taken.extend([self._reading] * len(got))
                 self.unit, self.last = self._reading, got[-1].entity.key
-                if max_bytes is not None:  # sizes only for a bounded take
-                    total += sum(result.ByteSize() for result in got)
+                total += stream.taken_bytes
             if stream.full:
                 break  # the batch is full by bytes; the unit goes on
             if len(taken) < size:  # fewer than asked: this unit is read through
